@@ -1,0 +1,1 @@
+"""One module per CLI verb; each imports heavy libraries inside its function body."""
