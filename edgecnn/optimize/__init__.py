@@ -1,0 +1,1 @@
+"""Pruning (magnitude and filter) and quantization helpers; host side, TensorFlow imported lazily."""
