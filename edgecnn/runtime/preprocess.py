@@ -1,0 +1,128 @@
+"""Camera pixels -> model input, and raw outputs -> probabilities and top-k.
+
+Everything comes from the manifest (input shape, color order, pixel range) and
+the artifact's input quantization, so host and device cannot disagree about
+normalization. Resizing matches `edgecnn.data.adapt_images` (Pillow bilinear,
+ITU-R 601-2 luma), so images seen in training and on the device are alike.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import BadInput
+
+Prediction = namedtuple("Prediction", ["index", "label", "score"])
+
+
+def to_uint8_image(image: Any) -> np.ndarray:
+    """A PIL image or an HxW / HxWxC uint8 array -> HxWxC uint8 (C in 1, 3)."""
+    if not isinstance(image, np.ndarray):
+        if hasattr(image, "mode") and hasattr(image, "convert"):  # PIL.Image, imported lazily
+            if image.mode not in ("L", "RGB"):
+                image = image.convert("RGBA" if "A" in image.mode else "RGB")
+            image = np.asarray(image)
+        else:
+            raise BadInput(f"not an image: {type(image).__name__}")
+    arr = image
+    if arr.dtype != np.uint8:
+        if arr.dtype.kind in "iu" and arr.size and arr.min() >= 0 and arr.max() <= 255:
+            arr = arr.astype(np.uint8)
+        else:
+            raise BadInput(f"expected uint8 pixels 0-255, got an array of {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise BadInput(f"expected an HxW or HxWxC image, got shape {tuple(arr.shape)}")
+    h, w, c = arr.shape
+    if h == 0 or w == 0:
+        raise BadInput(f"empty image of shape {tuple(arr.shape)}")
+    if c == 4:
+        arr = arr[..., :3]
+    elif c not in (1, 3):
+        raise BadInput(f"images must have 1, 3 or 4 channels, got {c}")
+    return arr
+
+
+def fit_image(arr: np.ndarray, shape: tuple[int, int, int], color_order: str = "RGB") -> np.ndarray:
+    """Resize (bilinear) and convert channels to the model's HxWxC."""
+    h, w, c = shape
+    ic = arr.shape[2]
+    if arr.shape[:2] != (h, w):
+        from PIL import Image
+
+        img = Image.fromarray(arr[..., 0] if ic == 1 else arr)
+        arr = np.asarray(img.resize((w, h), Image.BILINEAR))
+        if ic == 1:
+            arr = arr[..., None]
+    if ic == 1 and c == 3:
+        arr = np.repeat(arr, 3, axis=-1)
+    elif ic == 3 and c == 1:
+        g = arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
+        arr = np.clip(np.rint(g), 0, 255).astype(np.uint8)[..., None]
+    if c == 3 and color_order.upper() == "BGR":
+        arr = arr[..., ::-1]
+    return arr
+
+
+class InputQuantizer:
+    """uint8 camera pixels (N,H,W,C) -> the model's input tensor dtype and range."""
+
+    def __init__(self, dtype: np.dtype, scale: float, zero_point: int, pixel_range: list[float]):
+        self.dtype = np.dtype(dtype)
+        self.scale = float(scale)
+        self.zero_point = int(zero_point)
+        lo, hi = (float(v) for v in pixel_range)
+        self.lo, self.span = lo, (hi - lo) / 255.0
+        identity = lo == 0.0 and hi == 255.0
+        # int8 input with scale 1 over 0-255 pixels is a plain shift: no float math.
+        self.shift = (
+            identity
+            and self.dtype.kind in "iu"
+            and self.scale == 1.0
+            and self.dtype in (np.dtype(np.int8), np.dtype(np.uint8))
+        )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.dtype.kind == "f":
+            if self.lo == 0.0 and self.span == 1.0:
+                return x.astype(self.dtype)
+            return (x.astype(np.float32) * self.span + self.lo).astype(self.dtype)
+        if self.shift:
+            if self.zero_point == 0 and self.dtype == np.uint8:
+                return x
+            return (
+                (x.astype(np.int16) + self.zero_point)
+                .clip(np.iinfo(self.dtype).min, np.iinfo(self.dtype).max)
+                .astype(self.dtype)
+            )
+        if not self.scale:
+            raise BadInput(f"model input is {self.dtype} but has no quantization parameters")
+        real = x.astype(np.float32) * self.span + self.lo
+        q = np.rint(real / self.scale) + self.zero_point
+        info = np.iinfo(self.dtype)
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
+
+def dequantize(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Scores as float32; through int64 so `q - zero_point` cannot overflow (as pycoral does)."""
+    if raw.dtype.kind == "f":
+        return raw.astype(np.float32, copy=False)
+    if not scale:
+        return raw.astype(np.float32)
+    return (scale * (raw.astype(np.int64) - zero_point)).astype(np.float32)
+
+
+def top_k(scores: np.ndarray, labels: list[str], k: int = 5) -> list[Prediction]:
+    """The k best classes, best first (argpartition, then sort only those k)."""
+    scores = np.asarray(scores).reshape(-1)
+    k = max(1, min(int(k), scores.size))
+    idx = np.argpartition(-scores, k - 1)[:k]
+    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    return [
+        Prediction(int(i), labels[i] if i < len(labels) else str(int(i)), float(scores[i]))
+        for i in idx
+    ]
