@@ -1,0 +1,280 @@
+"""Transfer models: a frozen keras.applications backbone plus a new classifier head.
+
+Every model takes raw 0-255 RGB pixels; the backbone's own preprocessing is
+a layer in front of it, so converters and the device see one contract. The
+backbone is a nested model named "backbone", called with `training=False`
+so its BatchNorm layers stay in inference mode even while fine-tuning.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import BadInput
+
+BACKBONE_NAME = "backbone"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How to build one keras.applications backbone and feed it."""
+
+    app: str  # keras.applications constructor name
+    preprocessing: str  # "tf" (-1..1), "caffe" (BGR minus mean) or "builtin"
+    imagenet_alphas: tuple[float, ...] | None  # None: the backbone has no alpha
+    imagenet_sizes: tuple[int, ...]  # square sizes ImageNet weights exist for
+
+
+BACKBONES: dict[str, Backbone] = {
+    "vgg16": Backbone("VGG16", "caffe", None, (224,)),
+    "mobilenet": Backbone("MobileNet", "tf", (0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224)),
+    "mobilenet_v2": Backbone(
+        "MobileNetV2", "tf", (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224)
+    ),
+    "mobilenet_v3_small": Backbone("MobileNetV3Small", "builtin", (0.75, 1.0), (224,)),
+    "mobilenet_v3_large": Backbone("MobileNetV3Large", "builtin", (0.75, 1.0), (224,)),
+}
+
+HEADS = ("avg", "max", "flatten")
+MIN_SIDE = 32
+
+
+def input_contract(arch: str) -> dict[str, Any]:
+    """What the model expects at its input and how it normalizes it (for the manifest)."""
+    if arch in BACKBONES:
+        norm = {
+            "tf": "x/127.5 - 1",
+            "caffe": "RGB->BGR, minus ImageNet mean",
+            "builtin": "x/127.5 - 1 (inside backbone)",
+        }[BACKBONES[arch].preprocessing]
+        return {"pixel_range": [0.0, 255.0], "color_order": "RGB", "normalization": norm}
+    return {"pixel_range": [0.0, 255.0], "color_order": None, "normalization": "x/255"}
+
+
+def _check_options(
+    arch: str,
+    input_shape: tuple[int, int, int],
+    weights: str,
+    alpha: float,
+    head: str,
+    dense_units: int,
+    dropout: float,
+    l2: float,
+) -> None:
+    bb = BACKBONES[arch]
+    h, w, c = input_shape
+    if c != 3:
+        raise BadInput(f"{arch} takes RGB input (3 channels), got {c}")
+    if min(h, w) < MIN_SIDE:
+        raise BadInput(f"{arch} needs inputs of at least {MIN_SIDE}x{MIN_SIDE}, got {h}x{w}")
+    if bb.imagenet_alphas is None:
+        if alpha != 1.0:
+            raise BadInput(f"{arch} has no width multiplier; alpha must be 1.0, got {alpha}")
+    elif not 0.0 < alpha <= 2.0:
+        raise BadInput(f"alpha must be in (0, 2], got {alpha}")
+    elif weights == "imagenet" and alpha not in bb.imagenet_alphas:
+        allowed = ", ".join(f"{a:g}" for a in bb.imagenet_alphas)
+        raise BadInput(f"{arch} ImageNet weights exist for alpha {allowed}; got {alpha}")
+    if head not in HEADS:
+        raise BadInput(f"unknown head {head!r}; choose one of: {', '.join(HEADS)}")
+    if dense_units < 0:
+        raise BadInput(f"dense_units must be >= 0, got {dense_units}")
+    if not 0.0 <= dropout < 1.0:
+        raise BadInput(f"dropout must be in [0, 1), got {dropout}")
+    if l2 < 0:
+        raise BadInput(f"l2 must be >= 0, got {l2}")
+
+
+def _weights_mode(weights: str | None) -> str | Path | None:
+    """Normalize the `weights` option: "imagenet", None (random init) or a Path."""
+    if weights is None or str(weights).lower() in ("none", "", "random"):
+        return None
+    if str(weights).lower() == "imagenet":
+        return "imagenet"
+    p = Path(weights).expanduser()
+    if not p.is_file():
+        raise BadInput(f"weights file not found: {p} (use 'imagenet', 'none' or a .h5 file)")
+    if not p.name.endswith((".h5", ".hdf5")):
+        raise BadInput(f"weights file must be .h5 or .weights.h5, got {p.name}")
+    return p
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _make_backbone(
+    arch: str, input_shape: tuple[int, int, int], weights: str | None, alpha: float, **kw: Any
+) -> Any:
+    import keras
+
+    bb = BACKBONES[arch]
+    ctor = getattr(keras.applications, bb.app)
+    args: dict[str, Any] = {
+        "input_shape": input_shape,
+        "include_top": False,
+        "weights": weights,
+        "name": BACKBONE_NAME,
+    }
+    if bb.imagenet_alphas is not None:
+        args["alpha"] = alpha
+    if bb.preprocessing == "builtin":
+        args["include_preprocessing"] = True
+        args["minimalistic"] = bool(kw.get("minimalistic", False))
+    if weights != "imagenet":
+        return ctor(**args)
+    try:
+        return ctor(**args)  # downloads to ~/.keras/models on first use
+    except Exception as e:
+        raise BadInput(
+            f"could not get ImageNet weights for {arch}: {_first_line(e)} "
+            "(offline? use weights='none' or a local weights file)"
+        ) from None
+
+
+def load_backbone_weights(backbone: Any, path: Path, arch: str) -> None:
+    """Load a backbone-only weights file; BadInput if it does not fit this backbone.
+
+    Keras only warns when it skips parts of a file ("retain their freshly-
+    initialized weights"); a half-loaded backbone is worse than an error, so
+    such warnings are treated as a mismatch.
+    """
+    problem = ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            backbone.load_weights(str(path))
+        except Exception as e:
+            problem = _first_line(e).split(" Example error message")[0]
+    if not problem:
+        skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+        if skipped:
+            problem = f"{len(skipped)} parts of the backbone found no weights in the file"
+    if problem:
+        raise BadInput(
+            f"weights file {path} does not fit the {arch} backbone "
+            f"({backbone.count_params()} parameters): {problem.rstrip(':')}"
+        )
+
+
+def _preprocess(arch: str, x: Any) -> Any:
+    from keras import layers
+
+    from edgecnn.zoo.layers import CaffePreprocess
+
+    mode = BACKBONES[arch].preprocessing
+    if mode == "tf":
+        return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(x)
+    if mode == "caffe":
+        return CaffePreprocess(name="preprocess")(x)
+    return x  # MobileNetV3 rescales inside the backbone (include_preprocessing)
+
+
+def build_transfer(
+    arch: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    weights: str | None = "none",
+    alpha: float = 1.0,
+    head: str = "avg",
+    dense_units: int = 128,
+    dropout: float = 0.2,
+    l2: float = 0.0,
+    **options: Any,
+) -> Any:
+    """A frozen backbone plus a new head (pooling/flatten, dense, dropout, softmax).
+
+    `weights`: "imagenet" (keras download), "none" (random init) or a path to
+    a backbone weights file (.h5 / .weights.h5). Extra option for MobileNetV3:
+    `minimalistic`. Unknown options are ignored (recipes share one option set).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if arch not in BACKBONES:
+        raise BadInput(f"{arch!r} is not a transfer architecture; choose: {', '.join(BACKBONES)}")
+    input_shape = tuple(int(v) for v in input_shape)  # type: ignore[assignment]
+    alpha = float(alpha)
+    mode = _weights_mode(weights)
+    _check_options(
+        arch,
+        input_shape,
+        "imagenet" if mode == "imagenet" else "",
+        alpha,
+        head,
+        int(dense_units),
+        float(dropout),
+        float(l2),
+    )
+    import keras
+    from keras import layers
+
+    backbone = _make_backbone(
+        arch,
+        input_shape,
+        "imagenet" if mode == "imagenet" else None,
+        alpha,
+        minimalistic=options.get("minimalistic", False),
+    )
+    if isinstance(mode, Path):
+        load_backbone_weights(backbone, mode, arch)
+    backbone.trainable = False
+
+    reg = keras.regularizers.L2(float(l2)) if l2 > 0 else None
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _preprocess(arch, inputs)
+    x = backbone(x, training=False)  # BatchNorm stays in inference mode, even when unfrozen
+    if head == "avg":
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    elif head == "max":
+        x = layers.GlobalMaxPooling2D(name="head_pool")(x)
+    else:
+        x = layers.Flatten(name="head_flatten")(x)
+    if dense_units > 0:
+        x = layers.Dense(
+            int(dense_units), activation="relu", kernel_regularizer=reg, name="head_fc"
+        )(x)
+    if dropout > 0:
+        x = layers.Dropout(float(dropout), name="head_dropout")(x)
+    outputs = layers.Dense(
+        num_classes, activation="softmax", kernel_regularizer=reg, name="predictions"
+    )(x)
+    return keras.Model(inputs, outputs, name=arch)
+
+
+def get_backbone(model: Any) -> Any:
+    try:
+        return model.get_layer(BACKBONE_NAME)
+    except ValueError:
+        raise BadInput(
+            f"model {model.name!r} has no {BACKBONE_NAME!r} layer to fine-tune"
+        ) from None
+
+
+def set_fine_tune(model: Any, n_layers: int) -> int:
+    """Unfreeze the top `n_layers` of the backbone (BatchNorm stays frozen).
+
+    Returns how many backbone layers now have trainable weights. The caller
+    must recompile (with a lower learning rate) for the change to take effect.
+    """
+    from keras import layers
+
+    if n_layers < 0:
+        raise BadInput(f"fine-tune layer count must be >= 0, got {n_layers}")
+    backbone = get_backbone(model)
+    backbone.trainable = n_layers > 0
+    if n_layers == 0:
+        return 0
+    blocks = backbone.layers
+    cut = max(0, len(blocks) - int(n_layers))
+    count = 0
+    for i, layer in enumerate(blocks):
+        unfreeze = i >= cut and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = unfreeze
+        if unfreeze and layer.weights:
+            count += 1
+    return count
