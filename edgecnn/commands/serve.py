@@ -1,0 +1,204 @@
+"""`edgecnn serve`: the camera classifier daemon (device side: never imports TensorFlow)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from edgecnn.commands.common import handle_errors
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Eager --config: its values become defaults, so options given on the command line win."""
+    if value:
+        from edgecnn.daemon.config import load_config
+
+        try:
+            ctx.default_map = {**(ctx.default_map or {}), **load_config(value)}
+        except Exception as e:  # BadInput -> a usage error with one line
+            raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    return value
+
+
+@click.command(
+    "serve",
+    epilog="""\b
+Examples:
+  edgecnn serve --model build/digits --source video.mp4 --loop
+  edgecnn serve --model /opt/edgecnn/models/current --source picamera2 \\
+      --host 0.0.0.0 --token-file /etc/edgecnn/token --mqtt-host localhost
+  edgecnn serve --config /etc/edgecnn/edgecnn.toml --port 9000
+
+\b
+Endpoints: GET / (live page), /stream.mjpg, /api/predictions, /healthz,
+/metrics; POST /api/predict (image bytes as the body). SIGHUP or a change
+to the model files reloads the model; SIGTERM/SIGINT stop.""",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    callback=_load_config,
+    is_eager=True,
+    expose_value=False,
+    help="TOML file with these options (command line overrides it).",
+)
+@click.option(
+    "--model", "model", required=True, help="Build directory, manifest.json or artifact file."
+)
+@click.option(
+    "--source",
+    required=True,
+    help="picamera2[:N], camera index, /dev/videoN, video file, image folder, or rtsp://, http:// URL.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; non-loopback needs --token or --insecure.",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="HTTP port (0: any free port).",
+)
+@click.option(
+    "--token",
+    envvar="EDGECNN_TOKEN",
+    default=None,
+    help="Bearer token for every route but /healthz (env EDGECNN_TOKEN).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read the token from this file.",
+)
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback bind without a token.")
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "litert", "tflite_runtime", "edgetpu", "onnxruntime"]),
+)
+@click.option(
+    "--artifact",
+    default=None,
+    help="Which artifact of the build (file name, precision, format:precision).",
+)
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help="Interpreter threads.")
+@click.option("--top-k", "top_k", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--threshold",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Top-1 score below this reports no label.",
+)
+@click.option(
+    "--smooth",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Average scores over the last N frames.",
+)
+@click.option("--loop/--no-loop", default=False, help="Loop a video file or image folder.")
+@click.option(
+    "--pace/--no-pace",
+    default=True,
+    show_default=True,
+    help="Play files at their frame rate (--no-pace: as fast as possible).",
+)
+@click.option(
+    "--sync",
+    is_flag=True,
+    help="Files: wait for inference on every frame (no drops; for evaluation).",
+)
+@click.option(
+    "--folder-fps",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.01, 1000),
+    help="Frame rate of an image-folder source.",
+)
+@click.option(
+    "--max-upload",
+    default=5_000_000,
+    show_default=True,
+    type=click.IntRange(1024),
+    help="Largest POST /api/predict body, bytes.",
+)
+@click.option(
+    "--stream-fps",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 120),
+    help="Frame-rate cap of /stream.mjpg.",
+)
+@click.option(
+    "--stream-clients",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Concurrent /stream.mjpg clients.",
+)
+@click.option(
+    "--watch",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds between model-file change checks (0: off).",
+)
+@click.option("--exit-on-end", is_flag=True, help="Stop when a (non-looping) file source ends.")
+@click.option("--mqtt-host", default=None, help="Publish predictions to this MQTT broker.")
+@click.option("--mqtt-port", default=1883, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--mqtt-topic", default="edgecnn/predictions", show_default=True)
+@click.option(
+    "--mqtt-interval",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Also publish every N seconds (0: only on a top-class change).",
+)
+@click.option("--mqtt-qos", default=0, show_default=True, type=click.IntRange(0, 2))
+@click.option("--mqtt-username", default=None)
+@click.option(
+    "--mqtt-password-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="(or env EDGECNN_MQTT_PASSWORD)",
+)
+@click.option(
+    "--log-file", type=click.Path(dir_okay=False), default=None, help="JSON-lines prediction log."
+)
+@click.option("--log-max-bytes", default=10_000_000, show_default=True, type=click.IntRange(1024))
+@click.option("--log-backups", default=3, show_default=True, type=click.IntRange(0, 100))
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging (each HTTP request).")
+@handle_errors
+def command(**kwargs: Any) -> None:
+    """Classify a camera or video stream and serve the results over HTTP (and MQTT).
+
+    Binds 127.0.0.1 unless told otherwise; the process runs until SIGTERM or
+    SIGINT, and exits 2 with a one-line error on bad input (a missing
+    manifest, a port in use, a source that can never open).
+    """
+    from edgecnn.daemon.config import ServeOptions
+    from edgecnn.daemon.service import Daemon
+
+    logging.basicConfig(
+        level=logging.DEBUG if kwargs.get("verbose") else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("PIL").setLevel(logging.WARNING)
+    opts = ServeOptions(**kwargs)
+    daemon = Daemon(opts)
+    daemon.install_signals()
+    daemon.start()
+    click.echo(f"serving on http://{opts.host}:{daemon.port}/", err=True)
+    code = daemon.run_forever()
+    sys.exit(code)

@@ -1,0 +1,125 @@
+"""The daemon's options, from a TOML file and the command line (the command line wins).
+
+A config file uses the long option names with underscores; a table prefixes
+its keys, so `[mqtt] host = "broker"` is `--mqtt-host broker`:
+
+    model = "/opt/edgecnn/models/current"
+    source = "picamera2"
+    [http]
+    host = "0.0.0.0"
+    token_file = "/etc/edgecnn/token"
+    [mqtt]
+    host = "localhost"
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import BadInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# Option names that belong to a table in the file but keep a flat CLI name.
+TABLE_ALIASES = {
+    "http_port": "port",
+    "http_host": "host",
+    "http_token": "token",
+    "http_token_file": "token_file",
+    "http_insecure": "insecure",
+}
+
+
+@dataclass
+class ServeOptions:
+    model: str = ""
+    source: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    token_file: str | None = None
+    insecure: bool = False
+    backend: str = "auto"
+    artifact: str | None = None
+    threads: int | None = None
+    top_k: int = 5
+    threshold: float = 0.0
+    smooth: int = 1
+    loop: bool = False
+    pace: bool = True
+    sync: bool = False
+    folder_fps: float = 10.0
+    max_upload: int = 5_000_000
+    stream_fps: float = 15.0
+    stream_clients: int = 8
+    watch: float = 1.0  # seconds between model-file checks; 0 disables
+    exit_on_end: bool = False
+    mqtt_host: str | None = None
+    mqtt_port: int = 1883
+    mqtt_topic: str = "edgecnn/predictions"
+    mqtt_interval: float = 0.0
+    mqtt_qos: int = 0
+    mqtt_username: str | None = None
+    mqtt_password_file: str | None = None
+    log_file: str | None = None
+    log_max_bytes: int = 10_000_000
+    log_backups: int = 3
+    verbose: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_token(self) -> str | None:
+        """--token, else the first line of --token-file (keeps it out of `ps` and unit files)."""
+        if self.token:
+            return self.token
+        if self.token_file:
+            try:
+                tok = Path(self.token_file).read_text("utf-8").strip()
+            except OSError as e:
+                raise BadInput(
+                    f"cannot read token file {self.token_file}: {e.strerror or e}"
+                ) from None
+            if not tok:
+                raise BadInput(f"token file {self.token_file} is empty")
+            return tok
+        return None
+
+    def mqtt_password(self) -> str | None:
+        if not self.mqtt_password_file:
+            return os.environ.get("EDGECNN_MQTT_PASSWORD")
+        try:
+            return Path(self.mqtt_password_file).read_text("utf-8").strip()
+        except OSError as e:
+            raise BadInput(f"cannot read MQTT password file: {e.strerror or e}") from None
+
+
+OPTION_NAMES = {f.name for f in fields(ServeOptions)} - {"extra"}
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Flatten a TOML config file into option names; unknown keys are bad input."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text("utf-8"))
+    except OSError as e:
+        raise BadInput(f"cannot read config {p}: {e.strerror or e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise BadInput(f"config {p} is not valid TOML: {e}") from None
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                name = f"{key}_{sub}".replace("-", "_")
+                flat[TABLE_ALIASES.get(name, name)] = v
+        else:
+            flat[key.replace("-", "_")] = value
+    unknown = sorted(set(flat) - OPTION_NAMES)
+    if unknown:
+        raise BadInput(f"config {p}: unknown option(s) {', '.join(unknown)}")
+    return flat

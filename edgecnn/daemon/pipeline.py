@@ -1,0 +1,365 @@
+"""Capture apart from inference, with a one-frame slot between them.
+
+The capture thread overwrites the slot with each new frame; the inference
+thread takes whatever is newest. Memory is bounded (one frame), the lag is at
+most one frame, and a frame overwritten before inference took it is counted
+as dropped. Results carry top-k, a confidence threshold and optional
+smoothing over the last N frames.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgecnn.daemon.model import ModelHolder, predict_probs
+from edgecnn.daemon.sources import Frame, Source, SourceError
+
+log = logging.getLogger("edgecnn.daemon.pipeline")
+
+
+class LatestSlot:
+    """A one-frame mailbox: put() overwrites, take() waits for something newer than last time."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._taken = True
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if not self._taken:
+                self.dropped += 1
+            self._frame = frame
+            self._taken = False
+            self._cond.notify_all()
+
+    def take(self, timeout: float) -> Frame | None:
+        with self._cond:
+            if self._taken:
+                self._cond.wait(timeout)
+            if self._taken or self._frame is None:
+                return None
+            self._taken = True
+            self._cond.notify_all()  # wakes a sync-mode capture waiting in wait_taken()
+            return self._frame
+
+    def wait_taken(self, timeout: float) -> bool:
+        """For lossless (paced=False, sync) file reading: wait until the last frame was consumed."""
+        with self._cond:
+            if not self._taken:
+                self._cond.wait(timeout)
+            return self._taken
+
+
+@dataclass
+class Counters:
+    """What /metrics and /healthz report; written by the worker threads, read by HTTP."""
+
+    frames: int = 0  # frames captured
+    inferences: int = 0
+    errors: int = 0  # inference errors
+    source_errors: int = 0  # failed opens and reads
+    reconnects: int = 0
+    source_state: str = "starting"  # starting | streaming | reconnecting | ended
+    source_message: str = ""
+    last_frame_t: float = 0.0
+    latency_sum: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    _ticks: collections.deque = field(default_factory=lambda: collections.deque(maxlen=240))
+
+    def tick(self, t: float) -> None:
+        self._ticks.append(t)
+
+    def fps(self, window: float = 3.0) -> float:
+        """Inference frames per second over the last few seconds."""
+        now = time.monotonic()
+        ticks = [t for t in list(self._ticks) if now - t <= window]
+        if len(ticks) < 2:
+            return 0.0
+        span = ticks[-1] - ticks[0]
+        return (len(ticks) - 1) / span if span > 0 else 0.0
+
+
+class CaptureWorker(threading.Thread):
+    """Reads the source into the slot; reconnects with exponential backoff and logs each attempt.
+
+    File and folder sources are paced at their frame rate unless `pace` is
+    False (benchmarks); with `sync` a file source waits for inference to take
+    each frame, so no frame is dropped (used for deterministic evaluation).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        slot: LatestSlot,
+        counters: Counters,
+        stop: threading.Event,
+        pace: bool = True,
+        sync: bool = False,
+        backoff: tuple[float, float] = (0.5, 10.0),
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(name="edgecnn-capture", daemon=True)
+        self.source = source
+        self.slot = slot
+        self.c = counters
+        self.stop = stop
+        self.pace = pace
+        self.sync = sync
+        self.backoff = backoff
+        self.on_end = on_end
+        self._seq = 0
+
+    def run(self) -> None:
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                self.source.open()
+            except SourceError as e:
+                attempt += 1
+                self._retry(attempt, str(e))
+                continue
+            except Exception as e:  # any adapter bug is a failed attempt, not a dead thread
+                attempt += 1
+                self._retry(attempt, f"{type(e).__name__}: {e}")
+                continue
+            if attempt:
+                log.info("source %s reconnected after %d attempt(s)", self.source.name, attempt)
+            attempt = 0
+            self.c.source_state = "streaming"
+            self.c.source_message = ""
+            ended = self._stream()
+            try:
+                self.source.close()
+            except Exception as e:
+                log.warning("closing source %s: %s", self.source.name, e)
+            if self.stop.is_set():
+                break
+            if ended and not self.source.live:
+                self.c.source_state = "ended"
+                self.c.source_message = "end of input"
+                log.info("source %s ended", self.source.name)
+                if self.on_end:
+                    self.on_end()
+                return
+            attempt += 1
+            self._retry(attempt, self.c.source_message or "stream stopped")
+
+    def _retry(self, attempt: int, why: str) -> None:
+        self.c.source_errors += 1
+        self.c.reconnects += 1
+        self.c.source_state = "reconnecting"
+        self.c.source_message = why
+        lo, hi = self.backoff
+        delay = min(hi, lo * (2 ** min(attempt - 1, 16)))
+        log.warning(
+            "source %s: %s; attempt %d, retrying in %.1fs", self.source.name, why, attempt, delay
+        )
+        self.stop.wait(delay)
+
+    def _stream(self) -> bool:
+        """Read until the source ends (True) or fails (False) or we are stopped."""
+        fps = self.source.fps if self.pace and not self.source.live else None
+        period = 1.0 / fps if fps else 0.0
+        next_t = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                got = self.source.read()
+            except SourceError as e:
+                self.c.source_message = str(e)
+                return False
+            except Exception as e:
+                self.c.source_message = f"{type(e).__name__}: {e}"
+                return False
+            if got is None:
+                if self.source.live:
+                    self.c.source_message = "camera delivered no frame"
+                    return False
+                return True
+            image, pos = got
+            now = time.monotonic()
+            self._seq += 1
+            self.c.frames += 1
+            self.c.last_frame_t = now
+            if self.sync:
+                while not self.slot.wait_taken(0.2):
+                    if self.stop.is_set():
+                        return False
+            self.slot.put(Frame(image=image, seq=self._seq, pos=pos, t=now))
+            if period:
+                next_t = max(next_t + period, now - period)
+                delay = next_t - time.monotonic()
+                if delay > 0:
+                    self.stop.wait(delay)
+        return False
+
+
+@dataclass
+class Result:
+    """One classified frame, as the API, MQTT and the log see it."""
+
+    seq: int
+    pos: int | None
+    time: float  # wall clock
+    top_k: list[dict[str, Any]]
+    label: str | None  # top-1 label if its score passes the threshold, else None
+    score: float
+    latency_ms: float
+    model: dict[str, Any]
+    frame: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "pos": self.pos,
+            "time": round(self.time, 3),
+            "label": self.label,
+            "score": round(self.score, 5),
+            "top_k": self.top_k,
+            "latency_ms": round(self.latency_ms, 3),
+            "model": {"name": self.model.get("name"), "version": self.model.get("version")},
+        }
+
+
+def top_k_of(probs: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
+    """Top-k as dicts, highest first (argpartition, then sort only the k)."""
+    k = max(1, min(int(k), probs.shape[0]))
+    idx = np.argpartition(-probs, k - 1)[:k]
+    idx = idx[np.argsort(-probs[idx], kind="stable")]
+    return [
+        {
+            "index": int(i),
+            "label": labels[i] if i < len(labels) else str(i),
+            "score": round(float(probs[i]), 5),
+        }
+        for i in idx
+    ]
+
+
+class Smoother:
+    """Mean of the last N probability vectors (N=1: no smoothing); resets on a class-count change."""
+
+    def __init__(self, n: int) -> None:
+        self.n = max(1, int(n))
+        self._buf: collections.deque[np.ndarray] = collections.deque(maxlen=self.n)
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        if self._buf and self._buf[-1].shape != probs.shape:
+            self._buf.clear()
+        self._buf.append(probs)
+        if self.n == 1:
+            return probs
+        return np.mean(np.stack(self._buf), axis=0)
+
+
+def make_result(
+    probs: np.ndarray,
+    labels: list[str],
+    model_info: dict[str, Any],
+    top_k: int,
+    threshold: float,
+    seq: int = 0,
+    pos: int | None = None,
+    latency_ms: float = 0.0,
+) -> Result:
+    tk = top_k_of(probs, labels, top_k)
+    best = tk[0]
+    return Result(
+        seq=seq,
+        pos=pos,
+        time=time.time(),
+        top_k=tk,
+        label=best["label"] if best["score"] >= threshold else None,
+        score=best["score"],
+        latency_ms=latency_ms,
+        model=model_info,
+    )
+
+
+class InferenceWorker(threading.Thread):
+    """Classifies the newest frame, publishes the result to listeners (HTTP, MQTT, log)."""
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        slot: LatestSlot,
+        counters: Counters,
+        stop: threading.Event,
+        top_k: int = 5,
+        threshold: float = 0.0,
+        smooth: int = 1,
+        listeners: list[Callable[[Result], None]] | None = None,
+        latency_observer: Callable[[float], None] | None = None,
+    ) -> None:
+        super().__init__(name="edgecnn-inference", daemon=True)
+        self.holder = holder
+        self.slot = slot
+        self.c = counters
+        self.stop = stop
+        self.top_k = top_k
+        self.threshold = threshold
+        self.smoother = Smoother(smooth)
+        self.listeners = listeners or []
+        self.latency_observer = latency_observer
+        self.latest: Result | None = None
+        self.cond = threading.Condition()
+        self.alive_t = time.monotonic()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.alive_t = time.monotonic()
+            frame = self.slot.take(0.2)
+            if frame is None:
+                continue
+            loaded = self.holder.get()
+            t0 = time.perf_counter()
+            try:
+                probs = predict_probs(loaded, frame.image)
+            except Exception as e:  # a bad frame or model must not stop the loop
+                self.c.errors += 1
+                log.error("inference failed on frame %d: %s: %s", frame.seq, type(e).__name__, e)
+                continue
+            dt = time.perf_counter() - t0
+            probs = self.smoother(probs)
+            res = make_result(
+                probs,
+                loaded.labels,
+                loaded.info(),
+                self.top_k,
+                self.threshold,
+                frame.seq,
+                frame.pos,
+                dt * 1e3,
+            )
+            res.frame = frame.image
+            self.c.inferences += 1
+            self.c.latency_sum += dt
+            self.c.tick(time.monotonic())
+            if self.latency_observer:
+                self.latency_observer(dt)
+            with self.cond:
+                self.latest = res
+                self.cond.notify_all()
+            for fn in self.listeners:
+                try:
+                    fn(res)
+                except Exception as e:  # an output (MQTT, log) failing must not stop inference
+                    log.error(
+                        "output %s failed: %s: %s", getattr(fn, "__name__", fn), type(e).__name__, e
+                    )
+
+    def wait_newer(self, seq: int, timeout: float) -> Result | None:
+        """Block until a result newer than `seq` exists (for the MJPEG stream)."""
+        with self.cond:
+            if self.latest is None or self.latest.seq <= seq:
+                self.cond.wait(timeout)
+            return self.latest
