@@ -90,13 +90,21 @@ def artifact_entry(out: Path, name: str, fmt: str, precision: str) -> dict[str, 
 
 def fallback_convert(model: Any, ds: Any, out: Path, onnx: bool = False) -> dict[str, Any]:
     """float32 + int8 TFLite (and float32 ONNX if asked) plus a manifest, without convert.py."""
+    return convert_keras(model, ds.x_train[:200], list(ds.class_names), out, onnx=onnx)
+
+
+def convert_keras(
+    model: Any, x_rep: np.ndarray, labels: list[str], out: Path, onnx: bool = False
+) -> dict[str, Any]:
+    """Convert a Keras model taking 0-255 pixels; `x_rep` (uint8 NHWC) calibrates int8."""
     import tensorflow as tf
 
     out.mkdir(parents=True, exist_ok=True)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     (out / "model_float32.tflite").write_bytes(conv.convert())
 
-    rep = ds.x_train[:200].astype("float32")
+    rep = np.asarray(x_rep).astype("float32")
+    shape = tuple(int(v) for v in model.input_shape[1:])
 
     def representative():
         for i in range(len(rep)):
@@ -113,8 +121,8 @@ def fallback_convert(model: Any, ds: Any, out: Path, onnx: bool = False) -> dict
     manifest = new_manifest(
         name=model.name,
         arch=model.name,
-        labels=list(ds.class_names),
-        input_spec=InputSpec.for_shape(ds.input_shape),
+        labels=list(labels),
+        input_spec=InputSpec.for_shape(shape),
     )
     manifest["artifacts"] = [
         artifact_entry(out, "model_int8.tflite", "tflite", "int8"),
@@ -123,7 +131,7 @@ def fallback_convert(model: Any, ds: Any, out: Path, onnx: bool = False) -> dict
     if onnx:
         import tf2onnx
 
-        h, w, c = ds.input_shape
+        h, w, c = shape
         spec = (tf.TensorSpec((None, h, w, c), tf.float32, name="image"),)
         fn = tf.function(lambda x: model(x))
         tf2onnx.convert.from_function(

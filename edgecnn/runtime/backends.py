@@ -6,8 +6,13 @@ wheel; `tflite-runtime` is its predecessor (last release 2.14, needs numpy<2).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -21,6 +26,10 @@ EDGETPU_LIB = "libedgetpu.so.1"
 EDGETPU_INSTALL = "sudo apt-get install libedgetpu1-std (Coral apt repo)"
 LITERT_INSTALL = "pip install 'edgecnn[device]' (or: pip install ai-edge-litert)"
 ORT_INSTALL = "pip install onnxruntime"
+
+
+class MissingRuntime(BadInput):
+    """No interpreter for this artifact is installed: the message names the install command."""
 
 
 @dataclass
@@ -59,7 +68,39 @@ def import_tflite_interpreter(prefer: str = "litert") -> tuple[Any, Any, str]:
                 )
             else:
                 problems.append(f"ai_edge_litert failed to import: {str(e).splitlines()[0][:120]}")
-    raise BadInput(f"no TFLite interpreter: {'; '.join(problems)}; install with {LITERT_INSTALL}")
+    raise MissingRuntime(
+        f"no TFLite interpreter: {'; '.join(problems)}; install with {LITERT_INSTALL}"
+    )
+
+
+@contextlib.contextmanager
+def native_info_filtered() -> Iterator[None]:
+    """Drop the native "INFO: Created TensorFlow Lite XNNPACK delegate" line, keep real messages.
+
+    LiteRT logs it from C++ on every interpreter and ignores TF_CPP_MIN_LOG_LEVEL;
+    on a device printing to a console or journal it is noise. Set EDGECNN_VERBOSE=1
+    to see everything.
+    """
+    if os.environ.get("EDGECNN_VERBOSE"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not line.startswith("INFO: "):
+                    sys.stderr.write(line)
 
 
 class Backend:
@@ -105,10 +146,11 @@ class TFLiteBackend(Backend):
                     raise BadInput(f"{msg}; install it with {EDGETPU_INSTALL}") from None
                 warnings.warn(f"{msg}; running on the CPU instead", RuntimeWarning, stacklevel=3)
         try:
-            self.interp = interpreter_cls(
-                model_path=path, num_threads=threads, experimental_delegates=delegates or None
-            )
-            self.interp.allocate_tensors()
+            with native_info_filtered():
+                self.interp = interpreter_cls(
+                    model_path=path, num_threads=threads, experimental_delegates=delegates or None
+                )
+                self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise BadInput(f"cannot load {path}: {str(e).strip().splitlines()[0][:200]}") from None
         ins = self.interp.get_input_details()
@@ -159,7 +201,9 @@ class OnnxBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise BadInput(f"onnxruntime is not installed; install with {ORT_INSTALL}") from None
+            raise MissingRuntime(
+                f"onnxruntime is not installed; install with {ORT_INSTALL}"
+            ) from None
         self.name = "onnxruntime"
         opts = ort.SessionOptions()
         if threads:
