@@ -1,0 +1,160 @@
+"""Recipes: one TOML file per reference model naming its data, model, training and later stages.
+
+A recipe is validated against a small schema before anything runs, so a typo
+(`epoch = 5`) is a one-line error instead of a silently ignored field.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import BadInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STAGES = ("train", "convert", "parity", "bench")
+
+# section -> field -> (accepted types, default).  None default = optional.
+_NUM = (int, float)
+SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "data": {
+        "name": ((str,), "digits"),
+        "val_split": (_NUM, 0.1),
+        "test_split": (_NUM, 0.2),
+        "limit_train": ((int,), None),
+        "seed": ((int,), 0),
+    },
+    "model": {
+        "arch": ((str,), "cnn_mnist"),
+        "input_size": ((int,), None),
+        "weights": ((str,), "none"),
+        "alpha": (_NUM, 1.0),
+        "head": ((str,), "avg"),
+        "dense_units": ((int,), 128),
+        "dropout": (_NUM, 0.0),
+        "l2": (_NUM, 0.0),
+    },
+    "train": {
+        "epochs": ((int,), 10),
+        "batch_size": ((int,), 64),
+        "learning_rate": (_NUM, 1e-3),
+        "early_stopping": ((int,), 5),
+        "seed": ((int,), 0),
+        "flip": ((bool,), False),
+        "rotation": (_NUM, 0.0),
+        "shift": (_NUM, 0.0),
+        "zoom": (_NUM, 0.0),
+        "fine_tune_layers": ((int,), 0),
+        "fine_tune_epochs": ((int,), 0),
+        "fine_tune_learning_rate": (_NUM, 1e-5),
+        "strategy": ((str,), "default"),
+    },
+    "convert": {
+        "precision": ((list,), ["float32", "int8"]),
+        "formats": ((list,), ["tflite", "onnx"]),
+        "prune": (_NUM, None),
+        "prune_filters": (_NUM, None),
+        "fine_tune_epochs": ((int,), 2),
+        "calib_samples": ((int,), 200),
+        "io_dtype": ((str,), "int8"),
+        "edgetpu": ((bool,), False),
+    },
+    "parity": {
+        "split": ((str,), "test"),
+        "max_drop": (_NUM, 1.0),
+        "min_agreement": (_NUM, 0.98),
+    },
+    "bench": {
+        "device": ((str,), "host"),
+        "runs": ((int,), 100),
+        "warmup": ((int,), 10),
+        "threads": ((int,), None),
+    },
+}
+TOP_LEVEL = {"name", "description", "stages", *SCHEMA}
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str
+    stages: list[str]
+    sections: dict[str, dict[str, Any]]
+    path: Path | None = None
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.sections[section]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "stages": self.stages, **self.sections}
+
+
+def _check(section: str, key: str, value: Any, where: str) -> Any:
+    types, _default = SCHEMA[section][key]
+    if isinstance(value, bool) and bool not in types:
+        ok = False
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        want = " or ".join(t.__name__ for t in types)
+        raise BadInput(f"{where}: field '{section}.{key}' must be {want}, got {value!r}")
+    return float(value) if types == _NUM else value
+
+
+def recipe_from_dict(raw: dict[str, Any], where: str = "recipe", path: Path | None = None) -> Recipe:
+    unknown = sorted(set(raw) - TOP_LEVEL)
+    if unknown:
+        raise BadInput(f"{where}: unknown field '{unknown[0]}' (known: {', '.join(sorted(TOP_LEVEL))})")
+    sections: dict[str, dict[str, Any]] = {}
+    for section, fields in SCHEMA.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise BadInput(f"{where}: '{section}' must be a table")
+        bad = sorted(set(given) - set(fields))
+        if bad:
+            raise BadInput(f"{where}: unknown field '{section}.{bad[0]}' (known: {', '.join(fields)})")
+        merged = {k: copy.deepcopy(d) for k, (_t, d) in fields.items()}
+        for k, v in given.items():
+            merged[k] = _check(section, k, v, where)
+        sections[section] = merged
+    stages = raw.get("stages", ["train"])
+    if not isinstance(stages, list) or not all(isinstance(s, str) for s in stages):
+        raise BadInput(f"{where}: 'stages' must be a list of names")
+    for s in stages:
+        if s not in STAGES:
+            raise BadInput(f"{where}: unknown stage {s!r} (known: {', '.join(STAGES)})")
+    if "train" not in stages:
+        raise BadInput(f"{where}: stages must start with 'train'")
+    name = raw.get("name") or (path.stem if path else "recipe")
+    if not isinstance(name, str):
+        raise BadInput(f"{where}: 'name' must be a string")
+    return Recipe(
+        name=name,
+        description=str(raw.get("description", "")),
+        stages=[s for s in STAGES if s in stages],
+        sections=sections,
+        path=path,
+    )
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load a recipe file; a bare name like `digits_cnn` is looked up in models/."""
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and (Path("models") / f"{p}.toml").exists():
+        p = Path("models") / f"{p}.toml"
+    if not p.is_file():
+        raise BadInput(f"recipe {str(path)!r} not found")
+    try:
+        raw = tomllib.loads(p.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"cannot read recipe {p}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BadInput(f"recipe {p} is not valid TOML: {e}") from None
+    return recipe_from_dict(raw, where=f"recipe {p}", path=p)

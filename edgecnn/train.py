@@ -1,0 +1,314 @@
+"""Training: data -> zoo model -> fit (with training-only augmentation) -> a training directory.
+
+The directory holds `model.keras` (the best checkpoint, inference graph only),
+`labels.txt`, `manifest.json` (the model section of the build manifest, no
+artifacts yet), `history.csv`, `curves.png` and `confusion.png`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.data import Dataset, load_dataset
+from edgecnn.errors import BadInput
+from edgecnn.fsutil import atomic_dir, check_writable_dir, sha256_file
+from edgecnn.manifest import InputSpec, new_manifest, save_manifest, write_labels
+from edgecnn.zoo.registry import default_input_shape, get_arch
+
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "cnn_mnist"
+    data: str = "digits"
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    early_stopping: int = 5  # patience in epochs; 0 disables
+    seed: int = 0
+    val_split: float = 0.1
+    test_split: float = 0.2
+    limit_train: int | None = None
+    input_size: int | None = None
+    # model options
+    weights: str = "none"
+    alpha: float = 1.0
+    head: str = "avg"
+    dense_units: int = 128
+    dropout: float = 0.0
+    l2: float = 0.0
+    # augmentation (training only)
+    flip: bool = False
+    rotation: float = 0.0
+    shift: float = 0.0
+    zoom: float = 0.0
+    # transfer fine-tuning
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    strategy: str = "default"
+    verbose: int | str = "auto"
+    name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        get_arch(self.arch)
+        if self.epochs < 1:
+            raise BadInput(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise BadInput(f"batch size must be at least 1, got {self.batch_size}")
+        if not 0 < self.learning_rate < 1:
+            raise BadInput(f"learning rate must be in (0, 1), got {self.learning_rate}")
+        if not 0 <= self.dropout < 1:
+            raise BadInput(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.l2 < 0:
+            raise BadInput(f"l2 must be >= 0, got {self.l2}")
+        if self.strategy not in STRATEGIES:
+            raise BadInput(f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+        for k in ("rotation", "shift", "zoom"):
+            if not 0 <= getattr(self, k) < 1:
+                raise BadInput(f"{k} must be in [0, 1), got {getattr(self, k)}")
+
+    @classmethod
+    def from_recipe(cls, recipe: Any) -> TrainConfig:
+        d, m, t = recipe["data"], recipe["model"], recipe["train"]
+        return cls(
+            arch=m["arch"], data=d["name"], epochs=t["epochs"], batch_size=t["batch_size"],
+            learning_rate=t["learning_rate"], early_stopping=t["early_stopping"], seed=t["seed"],
+            val_split=d["val_split"], test_split=d["test_split"], limit_train=d["limit_train"],
+            input_size=m["input_size"], weights=m["weights"], alpha=m["alpha"], head=m["head"],
+            dense_units=m["dense_units"], dropout=m["dropout"], l2=m["l2"], flip=t["flip"],
+            rotation=t["rotation"], shift=t["shift"], zoom=t["zoom"],
+            fine_tune_layers=t["fine_tune_layers"], fine_tune_epochs=t["fine_tune_epochs"],
+            fine_tune_learning_rate=t["fine_tune_learning_rate"], strategy=t["strategy"],
+            name=recipe.name,
+        )  # fmt: skip
+
+
+def _strategy(name: str) -> Any:
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        # Reads the cluster from TF_CONFIG, as every TF multi-worker job does.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _deterministic() -> None:
+    """Same seed, same weights: without this, threaded reductions make runs differ."""
+    import tensorflow as tf
+
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # noqa: BLE001 - older TF builds; seeds still apply
+        pass
+
+
+def _augmenter(cfg: TrainConfig, seed: int) -> Any | None:
+    """Random layers applied in the input pipeline only, so the saved model stays clean."""
+    import keras
+    from keras import layers
+
+    parts = []
+    if cfg.flip:
+        parts.append(layers.RandomFlip("horizontal", seed=seed))
+    if cfg.rotation:
+        parts.append(layers.RandomRotation(cfg.rotation, fill_mode="constant", seed=seed))
+    if cfg.shift:
+        parts.append(layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=seed))
+    if cfg.zoom:
+        parts.append(layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=seed))
+    return keras.Sequential(parts, name="augment") if parts else None
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, shuffle: bool, augment: Any) -> Any:
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b))
+    if augment is not None:
+        ds = ds.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class _EpochTimer:
+    """Keras callback factory: seconds per epoch, for the closing report."""
+
+    @staticmethod
+    def make() -> Any:
+        import keras
+
+        class EpochTimer(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.times: list[float] = []
+                self._t = 0.0
+
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                self._t = time.perf_counter()
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                self.times.append(time.perf_counter() - self._t)
+
+        return EpochTimer()
+
+
+def _compile(model: Any, lr: float) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def _fit(model: Any, cfg: TrainConfig, data: Dataset, epochs: int, ckpt: Path, phase: str) -> tuple[list[dict], list[float]]:
+    import keras
+
+    timer = _EpochTimer.make()
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_accuracy", save_best_only=True, verbose=0),
+        timer,
+    ]
+    if cfg.early_stopping > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", patience=cfg.early_stopping, restore_best_weights=True
+            )
+        )
+    augment = _augmenter(cfg, cfg.seed)
+    hist = model.fit(
+        _dataset(data.x_train, data.y_train, cfg, True, augment),
+        validation_data=_dataset(data.x_val, data.y_val, cfg, False, None),
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=cfg.verbose,
+    )
+    rows = []
+    for i in range(len(hist.history.get("loss", []))):
+        row = {"phase": phase, "epoch": i + 1}
+        row.update({k: float(v[i]) for k, v in hist.history.items()})
+        row["seconds"] = timer.times[i] if i < len(timer.times) else None
+        rows.append(row)
+    return rows, timer.times
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = None) -> dict[str, Any]:
+    """Train one model into `out` (complete or absent) and return a summary dict."""
+    from edgecnn.commands.common import quiet_tensorflow
+
+    quiet_tensorflow()
+    cfg.validate()
+    check_writable_dir(out)
+    data = dataset or load_dataset(
+        cfg.data, val_split=cfg.val_split, test_split=cfg.test_split, seed=cfg.seed,
+        limit_train=cfg.limit_train,
+    )  # fmt: skip
+    shape = default_input_shape(cfg.arch, data.input_shape, cfg.input_size)
+    data = data.adapted(shape)
+
+    import keras
+
+    from edgecnn.plots import plot_confusion, plot_curves
+    from edgecnn.zoo import build_model, is_transfer
+
+    keras.utils.set_random_seed(cfg.seed)
+    _deterministic()
+    model_opts: dict[str, Any] = {"dropout": cfg.dropout, "l2": cfg.l2, "dense_units": cfg.dense_units}
+    transfer = is_transfer(cfg.arch)
+    if transfer:
+        model_opts.update(weights=cfg.weights, alpha=cfg.alpha, head=cfg.head)
+    t0 = time.perf_counter()
+    with atomic_dir(out) as tmp:
+        ckpt = tmp / "model.keras"
+        with _strategy(cfg.strategy).scope():
+            model = build_model(cfg.arch, shape, data.num_classes, **model_opts)
+            _compile(model, cfg.learning_rate)
+        rows, times = _fit(model, cfg, data, cfg.epochs, ckpt, "train")
+        if transfer and cfg.fine_tune_layers > 0 and cfg.fine_tune_epochs > 0:
+            from edgecnn.zoo.transfer import set_fine_tune
+
+            model = keras.saving.load_model(ckpt) if ckpt.exists() else model
+            with _strategy(cfg.strategy).scope():
+                n = set_fine_tune(model, cfg.fine_tune_layers)
+                _compile(model, cfg.fine_tune_learning_rate)
+            more, more_t = _fit(model, cfg, data, cfg.fine_tune_epochs, ckpt, f"fine_tune({n} layers)")
+            rows += more
+            times += more_t
+        if not ckpt.exists():  # no epoch improved on nothing: keep the final weights
+            model.save(ckpt)
+        best = keras.saving.load_model(ckpt)
+        probs = best.predict(data.x_test.astype(np.float32), batch_size=256, verbose=0)
+        pred = probs.argmax(axis=1)
+        test_acc = float((pred == data.y_test).mean())
+        train_seconds = time.perf_counter() - t0
+
+        _write_history(tmp / "history.csv", rows)
+        plot_curves(rows, tmp / "curves.png", title=f"{cfg.arch} on {cfg.data}")
+        plot_confusion(data.y_test, pred, data.class_names, tmp / "confusion.png", title=f"test accuracy {test_acc:.2%}")
+        write_labels(tmp, data.class_names)
+        spec = InputSpec.for_shape(shape)
+        manifest = new_manifest(
+            name=cfg.name or f"{cfg.arch}_{cfg.data.split(':')[0]}",
+            arch=cfg.arch,
+            labels=data.class_names,
+            input_spec=spec,
+            source={"path": "model.keras", "sha256": sha256_file(ckpt)},
+            data=data.describe(),
+            training={
+                **{k: v for k, v in asdict(cfg).items() if k not in ("extra", "verbose")},
+                "epochs_run": len(rows),
+                "seconds_per_epoch": float(np.mean(times)) if times else None,
+                "test_accuracy": test_acc,
+                "params": int(best.count_params()),
+            },
+        )
+        manifest["tools"] = _tool_versions()
+        save_manifest(tmp, manifest)
+    return {
+        "out": str(Path(out).resolve()),
+        "arch": cfg.arch,
+        "data": cfg.data,
+        "input_shape": list(shape),
+        "epochs_run": len(rows),
+        "seconds_per_epoch": float(np.mean(times)) if times else None,
+        "train_seconds": round(train_seconds, 2),
+        "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in rows), default=None),
+        "test_accuracy": test_acc,
+        "params": int(best.count_params()),
+    }
+
+
+def _tool_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("edgecnn", "tensorflow", "keras", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
