@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import os
 import zipfile
-from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import BadInput
+from edgecnn.modelfile import MODEL_FILE, resolve_model_path
 
-MODEL_FILE = "model.keras"
-
-
-def resolve_model_path(path: str | os.PathLike) -> Path:
-    """A `.keras`/`.h5` file, or a training output directory holding `model.keras`."""
-    p = Path(path)
-    if p.is_dir():
-        if (p / MODEL_FILE).is_file():
-            return p / MODEL_FILE
-        raise BadInput(f"{p} is a directory without a {MODEL_FILE}")
-    if not p.exists():
-        raise BadInput(f"model file not found: {p}")
-    if not p.is_file():
-        raise BadInput(f"model path is not a file: {p}")
-    return p
+__all__ = ["MODEL_FILE", "load_keras_model", "resolve_model_path"]
 
 
 def load_keras_model(path: str | os.PathLike, compile: bool = False) -> Any:

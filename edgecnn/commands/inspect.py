@@ -1,0 +1,106 @@
+"""`edgecnn inspect`: per-layer parameters and MACs, first-layer filters, feature maps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from edgecnn.commands.common import emit, format_table, handle_errors, quiet_tensorflow
+from edgecnn.errors import BadInput
+
+COLUMNS = ["name", "type", "output_shape", "params", "trainable", "macs"]
+
+
+def _table(report: dict[str, Any]) -> str:
+    rows = [
+        {
+            "name": r["name"],
+            "type": r["type"],
+            "output_shape": "x".join(str(d) for d in r["output_shape"]),
+            "params": f"{r['params']:,}",
+            "trainable": ("yes" if r["trainable_params"] else "no") if r["params"] else "-",
+            "macs": f"{r['macs']:,}",
+        }
+        for r in report["layers"]
+    ]
+    from edgecnn.cost import format_count
+
+    shape = " ".join("x".join(str(d) for d in s) for s in report["input_shape"])
+    lines = [
+        f"model: {report['path']}  ({report['model']}, input {shape})",
+        format_table(rows, COLUMNS),
+        f"total: {report['total_params']:,} parameters "
+        f"({report['trainable_params']:,} trainable), "
+        f"{report['total_macs']:,} MACs ({format_count(report['total_macs'])}) per image",
+    ]
+    if report.get("filters"):
+        lines.append(f"filters: {report['filters']['path']} ({report['filters']['layer']})")
+    if report.get("feature_maps"):
+        names = ", ".join(x["layer"] for x in report["feature_maps"]["layers"])
+        lines.append(f"feature maps: {report['feature_maps']['path']} ({names})")
+    return "\n".join(lines)
+
+
+@click.command("inspect")
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--filters", "filters_png", type=click.Path(dir_okay=False), help="Draw first-layer filters."
+)
+@click.option(
+    "--feature-maps",
+    "maps_png",
+    type=click.Path(dir_okay=False),
+    help="Draw the first conv layers' activations for --image.",
+)
+@click.option("--image", type=click.Path(dir_okay=False), help="Image for --feature-maps.")
+@click.option(
+    "--layers",
+    "n_layers",
+    type=click.IntRange(1, 8),
+    default=2,
+    show_default=True,
+    help="How many conv layers --feature-maps draws.",
+)
+@handle_errors
+def command(
+    model_path: str,
+    as_json: bool,
+    filters_png: str | None,
+    maps_png: str | None,
+    image: str | None,
+    n_layers: int,
+) -> None:
+    """Print a model's layers with parameters and MACs; draw filters and feature maps.
+
+    MODEL is a .keras file or a training directory holding model.keras.
+
+    \b
+    Examples:
+      edgecnn inspect runs/digits/model.keras
+      edgecnn inspect runs/digits --json
+      edgecnn inspect runs/digits --filters filters.png \\
+          --feature-maps maps.png --image digit.png
+    """
+    if maps_png and not image:
+        raise BadInput("--feature-maps needs --image FILE")
+    if image and not maps_png:
+        raise BadInput("--image is only used with --feature-maps PNG")
+    from edgecnn.modelfile import resolve_model_path
+
+    path = resolve_model_path(model_path)  # before TensorFlow loads: typos fail fast
+    quiet_tensorflow()
+    from edgecnn.cost import model_cost
+    from edgecnn.zoo.io import load_keras_model
+
+    model = load_keras_model(path)
+    report: dict[str, Any] = {"path": str(path), **model_cost(model)}
+    if filters_png or maps_png:
+        from edgecnn import visualize
+
+        if maps_png:  # checks the image before drawing anything
+            report["feature_maps"] = visualize.plot_feature_maps(model, image, maps_png, n_layers)
+        if filters_png:
+            report["filters"] = visualize.plot_filters(model, filters_png)
+    emit(report, as_json, _table(report))
