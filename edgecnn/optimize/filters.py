@@ -77,7 +77,7 @@ def _walk(model: Any, inputs: list[Any], visit: Any) -> list[Any]:
 
     if not hasattr(model, "_nodes_by_depth"):
         raise BadInput(f"cannot prune filters of {type(model).__name__}: not a functional model")
-    tensors: dict[int, Any] = {id(x): y for x, y in zip(model.inputs, inputs)}
+    tensors: dict[int, Any] = {id(x): y for x, y in zip(model.inputs, inputs, strict=False)}
     for depth in sorted(model._nodes_by_depth, reverse=True):
         for node in model._nodes_by_depth[depth]:
             if not node.operation or node.is_input:
@@ -92,7 +92,7 @@ def _walk(model: Any, inputs: list[Any], visit: Any) -> list[Any]:
                 args, kwargs = node.arguments.fill_in(tensors)
                 res = visit(op, args, kwargs, [tensors[id(x)] for x in node.input_tensors])
                 outs = res if isinstance(res, list) else tree.flatten(res)
-            for x, y in zip(node.outputs, outs):
+            for x, y in zip(node.outputs, outs, strict=False):
                 tensors[id(x)] = y
     return [tensors[id(x)] for x in model.outputs]
 
@@ -165,7 +165,11 @@ def plan_filter_pruning(model: Any, fraction: float, min_filters: int = 1) -> Fi
 
 
 def _slice_weights(
-    layer: Any, weights: list[np.ndarray], out_keep: np.ndarray | None, in_src: Any, plan: FilterPlan
+    layer: Any,
+    weights: list[np.ndarray],
+    out_keep: np.ndarray | None,
+    in_src: Any,
+    plan: FilterPlan,
 ) -> list[np.ndarray]:
     """Cut a layer's weights to the kept output filters and the kept input channels."""
     kind = type(layer).__name__
@@ -224,7 +228,9 @@ def prune_filters(model: Any, fraction: float, min_filters: int = 1) -> tuple[An
         used.add(new.name)
         out = new(*args, **kwargs)
         if weights:
-            new.set_weights(_slice_weights(layer, weights, out_keep, srcs.get(id(args[0]) if args else 0), plan))
+            new.set_weights(
+                _slice_weights(layer, weights, out_keep, srcs.get(id(args[0]) if args else 0), plan)
+            )
         # Track channel sources for the new tensors too (mirrors the analysis).
         src = srcs.get(id(args[0])) if args else None
         kind = type(layer).__name__
@@ -232,7 +238,9 @@ def prune_filters(model: Any, fraction: float, min_filters: int = 1) -> tuple[An
             srcs[id(out)] = _Chan(layer.name) if layer.name in plan.keep else None
         elif kind == "Flatten" and isinstance(src, _Chan):
             shape = args[0].shape
-            srcs[id(out)] = _Chan(src.conv, (int(shape[1]), int(shape[2]))) if len(shape) == 4 else src
+            srcs[id(out)] = (
+                _Chan(src.conv, (int(shape[1]), int(shape[2]))) if len(shape) == 4 else src
+            )
         elif kind in _PASS or kind in _GLOBAL_POOL or _is_depthwise_pass(layer):
             srcs[id(out)] = src
         return out

@@ -59,9 +59,10 @@ class PolynomialDecay:
         if step >= self.end_step or self.end_step == self.begin_step:
             return self.final_sparsity
         frac = (step - self.begin_step) / (self.end_step - self.begin_step)
-        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (
-            1.0 - frac
-        ) ** self.power
+        return (
+            self.final_sparsity
+            + (self.initial_sparsity - self.final_sparsity) * (1.0 - frac) ** self.power
+        )
 
     def updates_at(self, step: int) -> bool:
         """Masks are recomputed on the schedule's grid and at its last step."""
@@ -188,7 +189,9 @@ def prune_magnitude(
         y,
         epochs=epochs,
         batch_size=batch_size,
-        validation_data=None if validation is None else (validation[0].astype("float32"), validation[1]),
+        validation_data=None
+        if validation is None
+        else (validation[0].astype("float32"), validation[1]),
         callbacks=[callback],
         verbose=0,
     )
@@ -209,7 +212,9 @@ def compile_for_finetune(model: Any, learning_rate: float) -> None:
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model)),
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=not outputs_probabilities(model)
+        ),
         metrics=["accuracy"],
     )
 

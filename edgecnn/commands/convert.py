@@ -1,0 +1,226 @@
+"""`edgecnn convert`: prune, quantize and export a Keras model into a build directory."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from edgecnn.commands.common import emit, format_table, handle_errors, quiet_tensorflow
+from edgecnn.errors import CheckFailed
+
+
+def _summary_table(report: dict[str, Any]) -> str:
+    b, a = report["before"], report["after"]
+    stats = [
+        {
+            "model": "before",
+            **{k: b.get(k) for k in ("params", "macs", "size", "gzip_size", "accuracy")},
+        },
+        {
+            "model": "after",
+            **{k: a.get(k) for k in ("params", "macs", "size", "gzip_size", "accuracy")},
+        },
+    ]
+    parts = [
+        format_table(stats, ["model", "params", "macs", "size", "gzip_size", "accuracy"]),
+        "",
+        format_table(
+            report["artifacts"],
+            ["artifact", "format", "precision", "size", "gzip_size", "accuracy", "seconds"],
+        ),
+    ]
+    pruning = report.get("pruning") or {}
+    if "magnitude" in pruning:
+        parts += ["", f"unstructured sparsity: {pruning['magnitude']['sparsity']:.1%}"]
+    if "filters" in pruning:
+        kept = pruning["filters"]["pruned_layers"]
+        skipped = pruning["filters"]["skipped_layers"]
+        parts += ["", f"filter pruning: {len(kept)} conv layers thinned, {len(skipped)} left alone"]
+    for note in report.get("skipped", []):
+        parts.append(f"skipped: {note}")
+    tpu = report.get("edgetpu")
+    if tpu:
+        state = "ready" if tpu["compatible"] else "NOT ready"
+        parts += [
+            "",
+            f"Edge TPU: {state}; {tpu['tpu_ops']} ops on the TPU, {len(tpu['cpu_ops'])} on the CPU",
+        ]
+        parts += [f"  problem: {p}" for p in tpu["problems"]]
+        if tpu["cpu_ops"]:
+            parts.append(f"  CPU fallback from {tpu['first_cpu_op']}: {', '.join(tpu['cpu_ops'])}")
+        comp = tpu.get("compiler") or {}
+        if comp.get("hint"):
+            parts.append(f"  {comp['hint']}")
+        elif comp:
+            parts.append(
+                f"  edgetpu_compiler {comp.get('compiler_version')}: {comp.get('tpu_ops')} ops mapped, "
+                f"{comp.get('cpu_ops')} on CPU -> {comp.get('output')}"
+            )
+    parts += ["", f"build: {report['out']}"]
+    return "\n".join(parts)
+
+
+@click.command("convert")
+@click.argument("model", type=click.Path(dir_okay=True, file_okay=True))
+@click.option(
+    "--data",
+    "data_name",
+    required=True,
+    help="Dataset for calibration, fine-tuning and accuracy (digits, mnist5k, fashion_mnist, folder:PATH, ...).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Build directory to write (replaced atomically).",
+)
+@click.option(
+    "--prune",
+    type=float,
+    default=None,
+    help="Unstructured magnitude sparsity in [0, 1), e.g. 0.8 (shrinks the gzipped download).",
+)
+@click.option(
+    "--prune-filters",
+    type=float,
+    default=None,
+    help="Fraction of conv filters to remove by L1 norm, e.g. 0.5 (makes the model faster).",
+)
+@click.option(
+    "--fine-tune-epochs",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Epochs of fine-tuning after pruning.",
+)
+@click.option(
+    "--precision",
+    "precisions",
+    default="float32,int8",
+    show_default=True,
+    help="Comma list of float32, float16, dynamic, int8.",
+)
+@click.option(
+    "--formats", default="tflite,onnx", show_default=True, help="Comma list of tflite, onnx."
+)
+@click.option(
+    "--calib-samples",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Stratified training images for int8 calibration.",
+)
+@click.option(
+    "--io-dtype",
+    type=click.Choice(["int8", "uint8", "float32"]),
+    default="int8",
+    show_default=True,
+    help="Input/output type of the int8 TFLite model.",
+)
+@click.option(
+    "--onnx-int8",
+    type=click.Choice(["qdq", "tflite"]),
+    default="qdq",
+    show_default=True,
+    help="qdq: ONNX Runtime static QDQ (fast on ORT); tflite: tf2onnx from the int8 TFLite (bit-exact with LiteRT).",
+)
+@click.option(
+    "--edgetpu",
+    is_flag=True,
+    help="Check Edge TPU compatibility of the int8 model and run edgetpu_compiler if installed.",
+)
+@click.option(
+    "--eval-samples",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Test images used for the accuracy columns (0 = all).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+@handle_errors
+def command(
+    model: str,
+    data_name: str,
+    out: str,
+    prune: float | None,
+    prune_filters: float | None,
+    fine_tune_epochs: int,
+    precisions: str,
+    formats: str,
+    calib_samples: int,
+    io_dtype: str,
+    onnx_int8: str,
+    edgetpu: bool,
+    eval_samples: int,
+    seed: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Prune (optional), quantize and export MODEL (model.keras, a training dir or a SavedModel).
+
+    Writes OUT/ with one artifact per format and precision (model_int8.tflite,
+    model_float32.onnx, ...), labels.txt, manifest.json and model.keras (the
+    float reference for parity). Exit 0 on success, 1 if the --edgetpu check
+    fails, 2 on bad input.
+
+    \b
+    Examples:
+      edgecnn convert runs/digits/model.keras --data digits --out build/digits
+      edgecnn convert runs/digits --data digits --out build/d50 \\
+          --prune-filters 0.5 --fine-tune-epochs 3 --precision float32,float16,dynamic,int8
+      edgecnn convert runs/cifar --data cifar10 --out build/tpu --formats tflite \\
+          --precision int8 --io-dtype uint8 --edgetpu
+    """
+    quiet_tensorflow()
+    from edgecnn.convert import convert_model, parse_formats
+    from edgecnn.export.onnx import check_int8_method
+    from edgecnn.optimize.prune import check_sparsity
+    from edgecnn.optimize.quantize import check_io_dtype, parse_precisions
+
+    # Cheap checks first, so a typo fails before TensorFlow loads.
+    parse_precisions(precisions)
+    parse_formats(formats)
+    check_io_dtype(io_dtype)
+    check_int8_method(onnx_int8)
+    if prune is not None:
+        check_sparsity(prune)
+    if prune_filters is not None:
+        check_sparsity(prune_filters, "filter-pruning fraction")
+
+    from edgecnn.export.quiet import captured_output
+
+    with captured_output():  # absl/CUDA start-up lines are written before any log level applies
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+
+    def progress(msg: str) -> None:
+        if not (quiet or as_json):
+            click.echo(f"... {msg}", err=True)
+
+    report = convert_model(
+        model,
+        data_name,
+        out,
+        prune=prune,
+        prune_filters=prune_filters,
+        fine_tune_epochs=fine_tune_epochs,
+        precisions=precisions,
+        formats=formats,
+        calib_samples=calib_samples,
+        io_dtype=io_dtype,
+        edgetpu=edgetpu,
+        onnx_int8=onnx_int8,
+        eval_samples=eval_samples,
+        seed=seed,
+        progress=progress,
+    )
+    emit(report, as_json, _summary_table(report))
+    sys.stdout.flush()
+    if edgetpu and report.get("edgetpu") and not report["edgetpu"]["compatible"]:
+        raise CheckFailed(
+            "the int8 model is not Edge TPU ready: " + "; ".join(report["edgetpu"]["problems"])
+        )

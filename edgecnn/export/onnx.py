@@ -1,0 +1,217 @@
+"""Keras -> ONNX: float32 through tf2onnx, int8 through ONNX Runtime's static quantizer.
+
+Float: `tf2onnx.convert.from_keras` fails on Keras 3 models, so the model is
+wrapped in a `tf.function` with an explicit `input_signature` and converted
+with `from_function` (matches Keras to ~1e-7).
+
+int8 has two routes; the default is "qdq":
+- "qdq" (default): `onnxruntime.quantization.quantize_static` on the float
+  ONNX model, QDQ format, per-channel int8 weights, int8 activations,
+  calibrated on the same stratified training sample as the TFLite int8 model,
+  after `quant_pre_process` (shape inference + graph fusion). ONNX Runtime
+  fuses QDQ pairs into integer kernels, so this is the fast model on ORT, and
+  its I/O stays float32 like every other ONNX artifact. It is calibrated
+  independently, so it agrees with the TFLite int8 model to within int8
+  rounding, not bit for bit.
+- "tflite": `tf2onnx.convert.from_tflite` on the full-int8 TFLite artifact.
+  It reproduces LiteRT's integer arithmetic bit for bit (not on hard-swish
+  models such as MobileNetV3), for when exact host/device agreement matters
+  more than speed; ONNX Runtime runs that graph slowly.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import BadInput, EdgeCNNError
+from edgecnn.export.quiet import captured_output
+
+ONNX_INT8_METHODS = ("qdq", "tflite")
+DEFAULT_OPSET = 13
+
+
+def _fail(what: str, e: Exception, tail: str = "") -> EdgeCNNError:
+    lines = str(e).strip().splitlines()
+    msg = f"{what} failed: {lines[0] if lines else type(e).__name__}"
+    return EdgeCNNError(msg + (f" ({tail})" if tail else ""))
+
+
+def to_onnx_float(model: Any, out_path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
+    """Float32 ONNX with a dynamic batch axis and the Keras input name."""
+    import tensorflow as tf
+    import tf2onnx
+
+    h, w, c = (int(v) for v in model.inputs[0].shape[1:])
+    name = str(getattr(model.inputs[0], "name", None) or "image").split(":")[0]
+    spec = (tf.TensorSpec((None, h, w, c), tf.float32, name=name),)
+
+    @tf.function(input_signature=spec)
+    def serve(x: Any) -> Any:
+        return {"scores": model(x, training=False)}
+
+    with captured_output() as cap:
+        try:
+            tf2onnx.convert.from_function(
+                serve, input_signature=spec, opset=opset, output_path=str(out_path)
+            )
+        except Exception as e:
+            raise _fail("ONNX float32 conversion", e, cap.tail(1)) from None
+    return Path(out_path)
+
+
+class _Calibration:
+    """An onnxruntime `CalibrationDataReader` over float32 0-255 images, one per call."""
+
+    def __init__(self, input_name: str, images: np.ndarray) -> None:
+        self.name = input_name
+        self.images = images.astype(np.float32)
+        self.i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= len(self.images):
+            return None
+        batch = self.images[self.i : self.i + 1]
+        self.i += 1
+        return {self.name: batch}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def quantize_onnx_qdq(
+    float_path: str | os.PathLike, out_path: str | os.PathLike, calib: np.ndarray
+) -> Path:
+    """Static QDQ int8 (per-channel weights) of a float ONNX model."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(_Calibration, CalibrationDataReader):
+        pass
+
+    sess = ort.InferenceSession(str(float_path), providers=["CPUExecutionProvider"])
+    input_name = sess.get_inputs()[0].name
+    del sess
+    with tempfile.TemporaryDirectory(prefix="edgecnn-onnxq-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        with captured_output() as cap:
+            try:
+                try:
+                    quant_pre_process(str(float_path), str(pre))
+                except Exception:
+                    # Symbolic shape inference trips on some graphs; the rest still helps.
+                    quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+                quantize_static(
+                    str(pre),
+                    str(out_path),
+                    Reader(input_name, calib),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                )
+            except Exception as e:
+                raise _fail("ONNX int8 quantization", e, cap.tail(1)) from None
+    return Path(out_path)
+
+
+def onnx_from_tflite(
+    tflite_path: str | os.PathLike, out_path: str | os.PathLike, opset: int = DEFAULT_OPSET
+) -> Path:
+    """The bit-exact alternative: translate a full-int8 TFLite model."""
+    import tf2onnx
+
+    with captured_output() as cap:
+        try:
+            tf2onnx.convert.from_tflite(str(tflite_path), opset=opset, output_path=str(out_path))
+        except Exception as e:
+            raise _fail("ONNX conversion from TFLite", e, cap.tail(1)) from None
+    return Path(out_path)
+
+
+def check_int8_method(method: str) -> str:
+    if method not in ONNX_INT8_METHODS:
+        raise BadInput(
+            f"unknown ONNX int8 method {method!r}; choose from {', '.join(ONNX_INT8_METHODS)}"
+        )
+    return method
+
+
+def set_metadata(path: str | os.PathLike, props: dict[str, str]) -> None:
+    """Write `metadata_props` (labels and key manifest fields) into the ONNX file in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    existing = {p.key: p.value for p in model.metadata_props}
+    existing.update({k: str(v) for k, v in props.items()})
+    onnx.helper.set_model_props(model, existing)
+    model.producer_name = "edgecnn"
+    onnx.save(model, str(path))
+
+
+def onnx_io(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def entry(a: Any) -> dict[str, Any]:
+        dt = a.type.replace("tensor(", "").rstrip(")")
+        dt = {"float": "float32", "double": "float64"}.get(dt, dt)
+        return {
+            "name": a.name,
+            "shape": [v if isinstance(v, int) else -1 for v in a.shape],
+            "dtype": dt,
+            "quantization": None,
+        }
+
+    return [entry(a) for a in sess.get_inputs()], [entry(a) for a in sess.get_outputs()]
+
+
+def predict_onnx(
+    path: str | os.PathLike,
+    x: np.ndarray,
+    batch: int = 64,
+    in_quant: dict[str, Any] | None = None,
+    out_quant: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Scores for camera-pixel images; integer I/O (the from_tflite route) uses the manifest's quantization."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    int_dtype = {"tensor(int8)": np.int8, "tensor(uint8)": np.uint8}.get(inp.type)
+    if int_dtype is not None and not in_quant:
+        raise EdgeCNNError(f"{path}: integer input needs its quantization parameters")
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    step = fixed or batch
+    outs = []
+    for i in range(0, len(x), step):
+        chunk = np.asarray(x[i : i + step], dtype=np.float32)
+        n = len(chunk)
+        if fixed and n < fixed:
+            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), np.float32)])
+        feed: np.ndarray = chunk
+        if int_dtype is not None and in_quant:
+            info = np.iinfo(int_dtype)
+            q = np.rint(chunk / in_quant["scale"] + in_quant["zero_point"])
+            feed = np.clip(q, info.min, info.max).astype(int_dtype)
+        y = np.asarray(sess.run(None, {inp.name: feed})[0])
+        if np.issubdtype(y.dtype, np.integer) and out_quant:
+            y = (y.astype(np.int64) - out_quant["zero_point"]).astype(np.float32) * out_quant[
+                "scale"
+            ]
+        outs.append(y.astype(np.float32)[:n])
+    return np.concatenate(outs)
