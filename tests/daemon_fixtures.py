@@ -1,0 +1,216 @@
+"""Helpers for the daemon tests: a real trained model, a real video, a served daemon process.
+
+The model is trained and converted once per test session (cached under the
+session's base temp dir, so every daemon test module shares it); the video is
+written by OpenCV (mp4v) from real scikit-learn digits test images with known
+labels. `Served` runs `edgecnn serve` as a subprocess and stops it by its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+FRAMES_PER_IMAGE = 3
+VIDEO_SIZE = 96
+_lock = threading.Lock()
+
+
+def daemon_build(tmp_path_factory: Any) -> Path:
+    """A cnn_small trained on digits (8x8x1), converted: build dir with manifest + artifacts."""
+    with _lock:
+        out = tmp_path_factory.getbasetemp() / "daemon_build"
+        if not (out / "manifest.json").exists():
+            sys.path.insert(0, str(Path(__file__).parent))
+            from runtime_fixtures import make_build
+
+            tmp = out.with_name("daemon_build.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            make_build(tmp, "digits", "cnn_small", epochs=5)
+            os.replace(tmp, out)
+        return out
+
+
+def digits_test() -> tuple[np.ndarray, np.ndarray]:
+    from edgecnn.data import load_dataset
+
+    ds = load_dataset("digits", seed=0)
+    return ds.x_test, ds.y_test
+
+
+def write_video(
+    path: Path,
+    images: np.ndarray,
+    k: int = FRAMES_PER_IMAGE,
+    size: int = VIDEO_SIZE,
+    fps: float = 30.0,
+) -> Path:
+    """Each image k times, upscaled (nearest) to size x size, as an mp4v MP4."""
+    import cv2
+
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+    assert w.isOpened(), "OpenCV cannot write mp4v here"
+    for img in images:
+        big = cv2.resize(
+            img[..., 0] if img.shape[-1] == 1 else img,
+            (size, size),
+            interpolation=cv2.INTER_NEAREST,
+        )
+        bgr = (
+            cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
+            if big.ndim == 2
+            else cv2.cvtColor(big, cv2.COLOR_RGB2BGR)
+        )
+        for _ in range(k):
+            w.write(bgr)
+    w.release()
+    return path
+
+
+def daemon_video(tmp_path_factory: Any) -> tuple[Path, np.ndarray]:
+    """(video path, label per image) for the digits test split; cached per session."""
+    with _lock:
+        path = tmp_path_factory.getbasetemp() / "daemon_digits.mp4"
+        x, y = digits_test()
+        if not path.exists():
+            write_video(path.with_suffix(".tmp.mp4"), x)
+            os.replace(path.with_suffix(".tmp.mp4"), path)
+        return path, y
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(
+    method: str,
+    url: str,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body); HTTP errors are returned, not raised."""
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def get_json(url: str, **kw: Any) -> tuple[int, Any]:
+    code, _, body = http("GET", url, **kw)
+    return code, json.loads(body)
+
+
+class Served:
+    """`edgecnn serve ...` in a subprocess on a free loopback port; stop() sends SIGTERM by PID."""
+
+    def __init__(
+        self,
+        *args: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        wait: bool = True,
+    ):
+        self.port = port or free_port()
+        self.args = [*args]
+        if "--port" not in self.args and not any(a.startswith("--config") for a in self.args):
+            self.args += ["--port", str(self.port)]
+        self.log = (
+            Path(os.environ.get("TMPDIR", "/tmp")) / f"edgecnn-serve-{os.getpid()}-{self.port}.log"
+        )
+        self._logf = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgecnn.cli", "serve", *self.args],
+            stdout=self._logf,
+            stderr=subprocess.STDOUT,
+            cwd=cwd or REPO,
+            env={**os.environ, **(env or {})},
+        )
+        if wait:
+            self.wait_ready()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def output(self) -> str:
+        if not self._logf.closed:
+            self._logf.flush()
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited {self.proc.returncode}:\n{self.output()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"serve did not listen on {self.port}:\n{self.output()[-2000:]}")
+
+    def wait_for(self, predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = predicate()
+                if last:
+                    return last
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(
+            f"timed out waiting for {what}; last={last!r}\n{self.output()[-2000:]}"
+        )
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 5.0) -> float:
+        """SIGTERM, wait; returns seconds until exit (kills and fails past `timeout`)."""
+        if self.proc.poll() is not None:
+            self._logf.close()
+            return 0.0
+        t0 = time.monotonic()
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self._logf.close()
+            raise AssertionError(
+                f"serve did not stop within {timeout}s:\n{self.output()[-2000:]}"
+            ) from None
+        self._logf.close()
+        return time.monotonic() - t0
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
