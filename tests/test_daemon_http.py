@@ -9,8 +9,6 @@ import uuid
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from daemon_fixtures import (
     Served,
     daemon_build,
@@ -20,6 +18,7 @@ from daemon_fixtures import (
     get_json,
     http,
 )
+from PIL import Image
 
 TOKEN = "s3cret-token"
 

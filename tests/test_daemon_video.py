@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-
 from daemon_fixtures import FRAMES_PER_IMAGE, Served, daemon_build, daemon_video, digits_test
 
 
