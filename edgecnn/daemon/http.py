@@ -97,7 +97,7 @@ PAGE = """<!doctype html>
  body{font-family:system-ui,sans-serif;background:#111;color:#eee;margin:0;padding:1rem}
  #wrap{position:relative;display:inline-block}
  #video{display:block;min-width:320px;image-rendering:pixelated;background:#333}
- #bars{position:absolute;right:8px;bottom:8px;background:rgba(0,0,0,.6);padding:6px 8px;border-radius:4px;min-width:220px}
+ #bars{margin-top:.5rem;background:#222;padding:6px 8px;border-radius:4px;width:max-content;min-width:220px}
  .row{display:flex;align-items:center;gap:6px;font-size:13px;margin:2px 0}
  .lab{width:90px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
  .bar{height:10px;background:#4caf50}
@@ -107,7 +107,8 @@ PAGE = """<!doctype html>
 </style></head>
 <body>
 <div id="meta">model <b id="model">?</b> version <b id="version">?</b> &middot; <span id="fps">0</span> fps &middot; top: <b id="top">-</b> <span id="err"></span></div>
-<div id="wrap"><img id="video" alt="live stream"><div id="bars"></div></div>
+<div id="wrap"><img id="video" alt="live stream (top-k drawn over the video)"></div>
+<div id="bars"></div>
 <script>
 const q = new URLSearchParams(location.search);
 const tok = q.get("token");

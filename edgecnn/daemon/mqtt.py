@@ -32,7 +32,7 @@ class MqttPublisher:
         client_id: str | None = None,
         username: str | None = None,
         password: str | None = None,
-        backoff: tuple[int, int] = (1, 30),
+        backoff: tuple[int, int] = (1, 10),
     ) -> None:
         try:
             import paho.mqtt.client as mqtt
