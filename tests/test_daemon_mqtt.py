@@ -106,7 +106,7 @@ def test_mqtt_round_trip(model_and_video, tmp_path):
                 and m["reason"] == "change"
             )
         # Published on a change of top class only: consecutive messages differ.
-        assert all(a["label"] != b["label"] for a, b in zip(msgs, msgs[1:]))
+        assert all(a["label"] != b["label"] for a, b in zip(msgs, msgs[1:], strict=False))
     finally:
         broker.stop()
 
