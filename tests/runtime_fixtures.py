@@ -8,6 +8,7 @@ manifest with `edgecnn.manifest` directly. Host side: imports TensorFlow lazily.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -149,15 +150,18 @@ def make_build(
 ) -> Path:
     """Train and convert into `out` (a build directory with manifest.json)."""
     model, ds = train_small(dataset, arch, epochs)
-    try:
-        from edgecnn.convert import convert_model  # type: ignore[attr-defined]
-    except ImportError:
-        convert_model = None
-    if convert_model is not None and os.environ.get("EDGECNN_TEST_FALLBACK_CONVERT") != "1":
+    if os.environ.get("EDGECNN_TEST_FALLBACK_CONVERT") != "1":
         try:
-            convert_model(model, ds, out)  # signature per issue 3
-            return out
-        except TypeError:
-            pass
+            from edgecnn.convert import convert_model
+        except ImportError:
+            convert_model = None
+        if convert_model is not None:
+            try:
+                convert_model(model, ds, out)
+                return out
+            except Exception as e:  # the converter is another module's test subject
+                warnings.warn(
+                    f"convert_model failed ({e}); using the fallback converter", stacklevel=2
+                )
     fallback_convert(model, ds, out, onnx=True)
     return out

@@ -28,6 +28,21 @@ LITERT_INSTALL = "pip install 'edgecnn[device]' (or: pip install ai-edge-litert)
 ORT_INSTALL = "pip install onnxruntime"
 
 
+def edgetpu_library_error() -> str | None:
+    """Why libedgetpu cannot be loaded, or None if it can.
+
+    Checked with ctypes before LiteRT's `load_delegate`: a failing `load_delegate`
+    leaves a half-built Delegate whose __del__ prints a stray traceback.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL(EDGETPU_LIB)
+        return None
+    except OSError as e:
+        return str(e).splitlines()[0][:120]
+
+
 class MissingRuntime(BadInput):
     """No interpreter for this artifact is installed: the message names the install command."""
 
@@ -134,14 +149,16 @@ class TFLiteBackend(Backend):
         delegates = []
         self.edgetpu_active = False
         if edgetpu != "no":
-            try:
-                delegates.append(load_delegate(EDGETPU_LIB))
-                self.edgetpu_active = True
-                self.name = f"{self.name}+edgetpu"
-            except (ValueError, OSError, RuntimeError) as e:
-                msg = (
-                    f"Edge TPU delegate {EDGETPU_LIB} not available ({str(e).splitlines()[0][:80]})"
-                )
+            problem = edgetpu_library_error()
+            if problem is None:
+                try:
+                    delegates.append(load_delegate(EDGETPU_LIB))
+                    self.edgetpu_active = True
+                    self.name = f"{self.name}+edgetpu"
+                except (ValueError, OSError, RuntimeError) as e:
+                    problem = str(e).splitlines()[0][:120]
+            if problem is not None:
+                msg = f"Edge TPU delegate {EDGETPU_LIB} not available ({problem})"
                 if edgetpu == "require":
                     raise BadInput(f"{msg}; install it with {EDGETPU_INSTALL}") from None
                 warnings.warn(f"{msg}; running on the CPU instead", RuntimeWarning, stacklevel=3)

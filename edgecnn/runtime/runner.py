@@ -88,16 +88,21 @@ def resolve(path: str | os.PathLike, artifact: str | None = None) -> tuple[Path,
     return build, manifest, select_artifact(manifest, artifact)
 
 
+def _quant_params(scale: float, zero_point: int, entries: Any) -> tuple[float, int]:
+    """The model's own quantization, else the manifest's (ONNX tensors carry none of their own)."""
+    if scale or not entries:
+        return scale, zero_point
+    q = entries[0].get("quantization") if isinstance(entries[0], dict) else None
+    if q and q.get("scale"):
+        return float(q["scale"]), int(q.get("zero_point", 0))
+    return scale, zero_point
+
+
 def edgetpu_available() -> bool:
     """True when the Edge TPU delegate library can be loaded."""
-    from edgecnn.runtime.backends import import_tflite_interpreter
+    from edgecnn.runtime.backends import edgetpu_library_error
 
-    try:
-        _, load_delegate, _ = import_tflite_interpreter()
-        load_delegate(EDGETPU_LIB)
-        return True
-    except Exception:
-        return False
+    return edgetpu_library_error() is None
 
 
 class Runner:
@@ -144,11 +149,10 @@ class Runner:
         self.backend_name = self.backend.name
         self._check_model_input()
         tin = self.backend.inputs[0]
-        self._quant = InputQuantizer(
-            tin.dtype, tin.scale, tin.zero_point, self.input_spec.pixel_range
-        )
+        in_scale, in_zp = _quant_params(tin.scale, tin.zero_point, art.get("inputs"))
+        self._quant = InputQuantizer(tin.dtype, in_scale, in_zp, self.input_spec.pixel_range)
         tout = self.backend.outputs[0]
-        self._out_q = (tout.scale, tout.zero_point)
+        self._out_q = _quant_params(tout.scale, tout.zero_point, art.get("outputs"))
         self._nchw = self.input_spec.layout.upper() == "NCHW"
         self._first_done = False
         self.timings: dict[str, float] = {"load_s": time.perf_counter() - t0}
