@@ -104,7 +104,9 @@ def _load_model(model: Any) -> tuple[Any, Path | None, dict[str, Any] | None]:
         except BadInput:
             fragment = None  # a broken fragment is not fatal: labels then come from the data
     if p.is_file() and p.suffix != ".h5" and not zipfile.is_zipfile(p):
-        raise BadInput(f"{p} is not a Keras model (.keras zip archive, .h5 or SavedModel directory)")
+        raise BadInput(
+            f"{p} is not a Keras model (.keras zip archive, .h5 or SavedModel directory)"
+        )
     if p.is_dir() and (p / "saved_model.pb").is_file():
         return _load_saved_model(p), p, fragment
     try:
@@ -152,10 +154,26 @@ def _model_shapes(model: Any) -> tuple[tuple[int, int, int], int]:
     return tuple(int(v) for v in in_shape), int(out_shape[0])  # type: ignore[return-value]
 
 
+def _split_args(fragment: dict[str, Any] | None, data: str, seed: int) -> dict[str, Any]:
+    """Reproduce the training run's splits, so calibration and fine-tuning never see its test set."""
+    training = (fragment or {}).get("model", {}).get("training") or {}
+    if training.get("data") != data:
+        return {"seed": seed}
+    args: dict[str, Any] = {"seed": int(training.get("seed", seed))}
+    for key in ("val_split", "test_split", "limit_train"):
+        if training.get(key) is not None:
+            args[key] = training[key]
+    return args
+
+
 def _prepare_data(
-    data: str | Dataset, in_shape: tuple[int, int, int], classes: int, seed: int
+    data: str | Dataset,
+    in_shape: tuple[int, int, int],
+    classes: int,
+    seed: int,
+    fragment: dict[str, Any] | None = None,
 ) -> Dataset:
-    ds = load_dataset(data, seed=seed) if isinstance(data, str) else data
+    ds = load_dataset(data, **_split_args(fragment, data, seed)) if isinstance(data, str) else data
     if ds.num_classes != classes:
         raise BadInput(
             f"dataset {ds.name!r} has {ds.num_classes} classes but the model outputs {classes}"
@@ -261,7 +279,7 @@ def convert_model(
     if fragment and len(fragment["model"]["labels"]) != classes:
         fragment = None  # stale fragment: it describes another model
     say("loading data")
-    ds = _prepare_data(data, in_shape, classes, seed)
+    ds = _prepare_data(data, in_shape, classes, seed, fragment)
     labels = list(fragment["model"]["labels"]) if fragment else list(ds.class_names)
     calib = calibration_images(ds.x_train, ds.y_train, calib_samples, seed, classes)
     x_eval, y_eval = _eval_subset(ds, eval_samples, seed)
@@ -580,5 +598,30 @@ def _artifact_accuracy(path: Path, entry: dict[str, Any], x: np.ndarray, y: np.n
     except EdgeCNNError:
         raise
     except Exception as e:
-        raise EdgeCNNError(f"{path.name} was written but does not run: {str(e).splitlines()[0]}") from None
+        raise EdgeCNNError(
+            f"{path.name} was written but does not run: {str(e).splitlines()[0]}"
+        ) from None
     return float((scores.argmax(axis=1) == y).mean())
+
+
+def convert_from_recipe(
+    recipe: Any, model_dir: str | os.PathLike, out_dir: str | os.PathLike, progress: Any = None
+) -> dict[str, Any]:
+    """The `run` stage: the recipe's [convert] section applied to the trained model in `model_dir`."""
+    c = recipe["convert"]
+    return convert_model(
+        model_dir,
+        recipe["data"]["name"],
+        out_dir,
+        prune=c.get("prune"),
+        prune_filters=c.get("prune_filters"),
+        fine_tune_epochs=int(c.get("fine_tune_epochs", 2)),
+        precisions=c.get("precision", list(DEFAULT_PRECISIONS)),
+        formats=c.get("formats", list(DEFAULT_FORMATS)),
+        calib_samples=int(c.get("calib_samples", 200)),
+        io_dtype=c.get("io_dtype", "int8"),
+        edgetpu=bool(c.get("edgetpu", False)),
+        onnx_int8=c.get("onnx_int8", "qdq"),
+        seed=int(recipe["data"].get("seed", 0) or 0),
+        progress=progress,
+    )
