@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 from edgecnn.errors import BadInput
@@ -21,4 +22,6 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
         raise BadInput(f"model file not found: {p}")
     if not p.is_file():
         raise BadInput(f"model path is not a file: {p}")
+    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
+        raise BadInput(f"{p} is not a readable Keras model (not a .keras zip archive)")
     return p

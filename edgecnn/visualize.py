@@ -121,6 +121,20 @@ def plot_filters(model: Any, path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
+def check_image(path: str | os.PathLike) -> None:
+    """Fail fast (before TensorFlow loads) on a missing or unreadable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"image not found: {p}")
+    try:
+        with Image.open(p) as img:
+            img.verify()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise BadInput(f"cannot read image {p}: {e}") from None
+
+
 def load_image(path: str | os.PathLike, shape: tuple[int, int, int]) -> np.ndarray:
     """One image file as a (1, H, W, C) float32 batch of 0-255 pixels in the model's shape."""
     from PIL import Image, UnidentifiedImageError

@@ -90,6 +90,10 @@ def command(
     from edgecnn.modelfile import resolve_model_path
 
     path = resolve_model_path(model_path)  # before TensorFlow loads: typos fail fast
+    if image:
+        from edgecnn.visualize import check_image
+
+        check_image(image)
     quiet_tensorflow()
     from edgecnn.cost import model_cost
     from edgecnn.zoo.io import load_keras_model

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from typing import Any
 
 from edgecnn.errors import BadInput
@@ -19,8 +18,6 @@ def load_keras_model(path: str | os.PathLike, compile: bool = False) -> Any:
     and skipping it avoids failures on custom losses/metrics.
     """
     p = resolve_model_path(path)
-    if p.suffix == ".keras" and not zipfile.is_zipfile(p):
-        raise BadInput(f"{p} is not a readable Keras model (not a .keras zip archive)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
