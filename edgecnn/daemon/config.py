@@ -1,7 +1,8 @@
 """The daemon's options, from a TOML file and the command line (the command line wins).
 
 A config file uses the long option names with underscores; a table prefixes
-its keys, so `[mqtt] host = "broker"` is `--mqtt-host broker`:
+its keys, so `[mqtt] host = "broker"` is `--mqtt-host broker` (but `[http]`
+keys are the plain names: `[http] port = 80` is `--port 80`):
 
     model = "/opt/edgecnn/models/current"
     source = "picamera2"
@@ -27,14 +28,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-# Option names that belong to a table in the file but keep a flat CLI name.
-TABLE_ALIASES = {
-    "http_port": "port",
-    "http_host": "host",
-    "http_token": "token",
-    "http_token_file": "token_file",
-    "http_insecure": "insecure",
-}
+# Tables whose keys are the plain option names ([http] port = 8080 is --port).
+PLAIN_TABLES = {"http"}
 
 
 @dataclass
@@ -115,8 +110,8 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     for key, value in data.items():
         if isinstance(value, dict):
             for sub, v in value.items():
-                name = f"{key}_{sub}".replace("-", "_")
-                flat[TABLE_ALIASES.get(name, name)] = v
+                name = sub if key in PLAIN_TABLES else f"{key}_{sub}"
+                flat[name.replace("-", "_")] = v
         else:
             flat[key.replace("-", "_")] = value
     unknown = sorted(set(flat) - OPTION_NAMES)

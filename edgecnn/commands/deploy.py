@@ -1,0 +1,94 @@
+"""`edgecnn deploy`: push a build to one device or a fleet over SSH (strict host keys)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgecnn.commands.common import emit, format_table, handle_errors
+
+
+@click.command(
+    "deploy",
+    epilog="""\b
+Examples:
+  edgecnn deploy build/digits --host pi@192.168.1.20
+  edgecnn deploy build/digits --host pi@cam1 --host pi@cam2:2222 --service
+  edgecnn deploy build/digits --inventory fleet.txt --known-hosts ~/.ssh/known_hosts --json
+
+\b
+Each device gets <root>/models/versions/<version> (sha256 checked on the
+device) and <root>/models/current flipped to it atomically; a running
+daemon reloads. Exit 0: every host done; 1: some host failed; 2: bad input.""",
+)
+@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--host", "hosts", multiple=True, help="USER@ADDR[:PORT]; repeat for several devices."
+)
+@click.option(
+    "--inventory", type=click.Path(dir_okay=False), help="File with one USER@ADDR[:PORT] per line."
+)
+@click.option(
+    "--service",
+    is_flag=True,
+    help="Install/refresh the systemd unit (and a default config) and reload it.",
+)
+@click.option(
+    "--root", default="/opt/edgecnn", show_default=True, help="Install root on the device."
+)
+@click.option(
+    "--keep",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Versions kept on the device (0: all).",
+)
+@click.option(
+    "--known-hosts",
+    type=click.Path(dir_okay=False),
+    help="known_hosts file (default: ssh's own); unknown keys are refused.",
+)
+@click.option("-i", "--identity", type=click.Path(dir_okay=False), help="SSH private key.")
+@click.option(
+    "--jobs",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Hosts deployed in parallel.",
+)
+@click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(1))
+@click.option("--unit-dir", default="/etc/systemd/system", show_default=True, hidden=True)
+@click.option("--config-dir", default="/etc/edgecnn", show_default=True, hidden=True)
+@click.option("--systemctl", default="systemctl", show_default=True, hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@handle_errors
+def command(build_dir: str, hosts: tuple[str, ...], inventory: str | None, service: bool, root: str, keep: int,
+            known_hosts: str | None, identity: str | None, jobs: int, connect_timeout: float, unit_dir: str,
+            config_dir: str, systemctl: str, as_json: bool) -> None:  # fmt: skip
+    """Deploy BUILD_DIR (artifacts + manifest) to devices over SSH, in parallel."""
+    from edgecnn.deploy import DeployOptions, deploy, read_inventory
+    from edgecnn.errors import BadInput
+
+    targets = list(hosts) + (read_inventory(inventory) if inventory else [])
+    if not root.startswith("/"):
+        raise BadInput("--root must be an absolute path on the device")
+    opts = DeployOptions(
+        root=root,
+        service=service,
+        keep=keep,
+        known_hosts=known_hosts,
+        identity=identity,
+        unit_dir=unit_dir,
+        config_dir=config_dir,
+        systemctl=systemctl,
+        connect_timeout=connect_timeout,
+    )
+    results = deploy(build_dir, targets, opts, jobs=jobs)
+    rows = [r.row() for r in results]
+    cols = ["host", "status", "version", "files", "bytes", "service", "seconds", "error"]
+    emit(rows, as_json, format_table(rows, cols))
+    failed = [r for r in results if r.status != "ok"]
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(results)} host(s) failed", err=True)
+        sys.exit(1)

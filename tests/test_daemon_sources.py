@@ -1,0 +1,127 @@
+"""Source adapters and the latest-frame slot, in-process (Picamera2 is faked: it cannot exist off a Pi)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from daemon_fixtures import digits_test
+from edgecnn.daemon.pipeline import CaptureWorker, Counters, LatestSlot, Smoother, top_k_of
+from edgecnn.daemon.sources import Frame, ImageFolderSource, OpenCVSource, Picamera2Source, make_source
+from edgecnn.errors import BadInput
+
+
+class FakePicamera2:
+    """Stands in for picamera2.Picamera2: records the configuration, returns BGR-ordered frames."""
+
+    instances: list[FakePicamera2] = []
+
+    def __init__(self, camera_num: int = 0) -> None:
+        self.camera_num = camera_num
+        self.config = None
+        self.started = self.closed = False
+        self.n = 0
+        FakePicamera2.instances.append(self)
+
+    def create_video_configuration(self, main, buffer_count, queue):
+        return {"main": main, "buffer_count": buffer_count, "queue": queue}
+
+    def configure(self, config) -> None:
+        self.config = config
+
+    def start(self) -> None:
+        self.started = True
+
+    def capture_array(self, stream: str) -> np.ndarray:
+        w, h = self.config["main"]["size"]
+        self.n += 1
+        arr = np.zeros((h, w, 3), np.uint8)
+        arr[..., 0] = 10  # B
+        arr[..., 2] = 200  # R
+        arr[0, 0, 1] = self.n % 256
+        time.sleep(0.005)
+        return arr
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_picamera2_configured_at_model_size_newest_frame_rgb():
+    src = make_source("picamera2:1", (28, 20), picamera2_factory=FakePicamera2)
+    assert isinstance(src, Picamera2Source)
+    slot, c, stop = LatestSlot(), Counters(), threading.Event()
+    w = CaptureWorker(src, slot, c, stop)
+    w.start()
+    try:
+        frame = None
+        deadline = time.monotonic() + 5
+        while frame is None and time.monotonic() < deadline:
+            frame = slot.take(0.5)
+        assert frame is not None
+        cam = FakePicamera2.instances[-1]
+        assert cam.camera_num == 1
+        assert cam.config == {"main": {"size": (28, 20), "format": "RGB888"}, "buffer_count": 2, "queue": False}
+        assert frame.image.shape == (20, 28, 3)
+        assert frame.image[0, 1, 0] == 200 and frame.image[0, 1, 2] == 10  # BGR memory -> RGB
+        time.sleep(0.2)  # capture keeps going; the slot holds only the newest frame
+        newer = slot.take(1.0)
+        assert newer is not None and newer.seq > frame.seq + 1
+        assert slot.dropped > 0
+    finally:
+        stop.set()
+        w.join(2)
+    assert cam.closed
+
+
+def test_latest_slot_keeps_only_the_newest():
+    slot = LatestSlot()
+    img = np.zeros((2, 2, 3), np.uint8)
+    for i in range(1, 6):
+        slot.put(Frame(img, i, None, 0.0))
+    assert slot.take(0.1).seq == 5 and slot.dropped == 4
+    assert slot.take(0.05) is None  # nothing newer
+
+
+def test_image_folder_source_loops_in_name_order(tmp_path):
+    x, _ = digits_test()
+    for i in range(3):
+        Image.fromarray(x[i][..., 0]).save(tmp_path / f"{i:02d}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    src = make_source(str(tmp_path), (8, 8), loop=True)
+    assert isinstance(src, ImageFolderSource)
+    src.open()
+    got = [src.read() for _ in range(5)]
+    assert [pos for _, pos in got] == [0, 1, 2, 0, 1]
+    assert np.array_equal(got[0][0][..., 0], x[0][..., 0]) and got[0][0].shape == (8, 8, 3)
+
+
+def test_make_source_rules(tmp_path):
+    assert isinstance(make_source("0", (8, 8)), OpenCVSource)
+    assert make_source("/dev/video3", (8, 8)).name == "camera:/dev/video3"
+    assert make_source("rtsp://cam.local/stream", (8, 8)).name.startswith("url:")
+    with pytest.raises(BadInput, match="is not a camera index"):
+        make_source(str(tmp_path / "nope.mp4"), (8, 8))
+    with pytest.raises(BadInput):
+        make_source("picamera2:x", (8, 8))
+
+
+def test_smoother_and_top_k():
+    s = Smoother(3)
+    a = np.array([1.0, 0.0, 0.0], np.float32)
+    b = np.array([0.0, 1.0, 0.0], np.float32)
+    s(a)
+    s(a)
+    out = s(b)
+    assert np.allclose(out, [2 / 3, 1 / 3, 0])
+    out = s(b)
+    out = s(b)
+    assert np.allclose(out, b)
+    tk = top_k_of(np.array([0.1, 0.5, 0.4], np.float32), ["a", "b", "c"], 2)
+    assert [t["label"] for t in tk] == ["b", "c"]
