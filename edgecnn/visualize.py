@@ -155,6 +155,11 @@ def load_image(path: str | os.PathLike, shape: tuple[int, int, int]) -> np.ndarr
     return adapt_images(arr[None], shape).astype(np.float32)
 
 
+def _inputs(model: Any) -> Any:
+    """A single input as a tensor, not a one-element list (keeps Keras' structure check quiet)."""
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
+
+
 def feature_maps(model: Any, image: np.ndarray, n_layers: int = 2) -> list[tuple[str, np.ndarray]]:
     """Activations (H, W, C) of the first `n_layers` convolutions for one image batch."""
     import keras
@@ -171,10 +176,11 @@ def feature_maps(model: Any, image: np.ndarray, n_layers: int = 2) -> list[tuple
             nodes = getattr(container, "_inbound_nodes", None) or []
             if not nodes:
                 raise BadInput(f"cannot trace into nested model {container.name!r}")
-            feed = keras.Model(owner.inputs, nodes[0].input_tensors)
+            fed = nodes[0].input_tensors
+            feed = keras.Model(_inputs(owner), fed[0] if len(fed) == 1 else fed)
             value = feed(value, training=False)
             owner = container
-        probe = keras.Model(owner.inputs, [layer.output for layer in layers])
+        probe = keras.Model(_inputs(owner), [layer.output for layer in layers])
         outs = probe(value, training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for layer, out in zip(layers, outs, strict=True):

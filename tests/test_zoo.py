@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -188,6 +190,11 @@ def test_saved_transfer_model_reloads(tmp_path, digits32):
     bad.write_bytes(b"PK\x03\x04 truncated zip")
     with pytest.raises(BadInput, match="not a readable Keras model"):
         load_keras_model(bad)
+    fake = tmp_path / "fake.keras"  # a zip archive, but not a Keras model
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("config.json", "{not json")
+    with pytest.raises(BadInput, match="not a readable Keras model"):
+        load_keras_model(fake)
     with pytest.raises(BadInput, match="without a model.keras"):
         load_keras_model(tmp_path)
 
