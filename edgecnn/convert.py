@@ -194,6 +194,15 @@ def _eval_subset(ds: Dataset, n: int, seed: int) -> tuple[np.ndarray, np.ndarray
     return x.astype(np.float32), y
 
 
+def _calibration_counts(ds: Dataset, n: int, seed: int, classes: int) -> list[int]:
+    """Images per class in the calibration set (same draw as `calibration_images`): parity's
+    diagnosis reads it to recognise calibration that missed classes."""
+    from edgecnn.data import calibration_sample
+
+    _, ys = calibration_sample(ds.x_train, ds.y_train, n, seed=seed, num_classes=classes)
+    return np.bincount(np.asarray(ys, dtype=np.int64), minlength=classes).tolist()
+
+
 def keras_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     probs = model.predict(x, batch_size=256, verbose=0)
     return float((np.asarray(probs).argmax(axis=1) == y).mean())
@@ -282,6 +291,7 @@ def convert_model(
     ds = _prepare_data(data, in_shape, classes, seed, fragment)
     labels = list(fragment["model"]["labels"]) if fragment else list(ds.class_names)
     calib = calibration_images(ds.x_train, ds.y_train, calib_samples, seed, classes)
+    calib_counts = _calibration_counts(ds, calib_samples, seed, classes)
     x_eval, y_eval = _eval_subset(ds, eval_samples, seed)
 
     before = _model_stats(keras_model, src_path if src_path and src_path.is_file() else None)
@@ -362,7 +372,12 @@ def convert_model(
             "prune": sparsity or None,
             "prune_filters": fraction or None,
             "fine_tune_epochs": fine_tune_epochs if pruning else 0,
-            "calibration": {"samples": int(len(calib)), "split": "train", "stratified": True},
+            "calibration": {
+                "samples": int(len(calib)),
+                "split": "train",
+                "stratified": True,
+                "class_counts": calib_counts,
+            },
             "io_dtype": io_dtype,
             "onnx_int8": onnx_int8,
             "accuracy_before": before["accuracy"],
