@@ -1,0 +1,97 @@
+"""Proof that the device side installs and runs without TensorFlow.
+
+A fresh virtual environment (no system site-packages) gets only
+`pip install edgecnn[device]`; it then runs a real model with the runtime and
+`edgecnn predict`. TensorFlow is not even installable into it by this path.
+About 25 s with a warm pip cache (60 s cold). Set EDGECNN_SKIP_VENV_TEST=1 to skip offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from daemon_fixtures import daemon_build, digits_test
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("EDGECNN_SKIP_VENV_TEST") == "1", reason="EDGECNN_SKIP_VENV_TEST=1"
+)
+def test_fresh_venv_with_device_extra_runs_a_model(tmp_path_factory, tmp_path):
+    from PIL import Image
+
+    build = daemon_build(tmp_path_factory)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    # Build the wheel with the host's setuptools (no isolated build env to download),
+    # then install it with only the device extra, as on a Pi.
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(REPO),
+            "-w",
+            str(wheels),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    wheel = next(wheels.glob("edgecnn-*.whl"))
+    pip = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{wheel}[device]"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    x, y = digits_test()
+    img = tmp_path / "digit.png"
+    Image.fromarray(x[0][..., 0]).save(img)
+    code = f"""
+import importlib.util, json, sys
+import numpy as np
+from edgecnn.runtime import Runner
+r = Runner({str(build)!r})
+probs = r.predict_batch(np.load({str(tmp_path / "x.npy")!r}))
+print(json.dumps({{
+    "pred": probs.argmax(1).tolist(),
+    "tf_installed": importlib.util.find_spec("tensorflow") is not None,
+    "heavy": [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")],
+    "edgecnn_from": __import__("edgecnn").__file__,
+}}))
+"""
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", x[:50])
+    out = subprocess.run(
+        [str(py), "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not res["tf_installed"] and res["heavy"] == []
+    assert str(venv) in res["edgecnn_from"]  # the installed copy, not the checkout
+    assert (np.array(res["pred"]) == y[:50]).mean() > 0.8
+    cli = subprocess.run(
+        [str(venv / "bin" / "edgecnn"), "predict", str(build), str(img), "--json", "--top-k", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["results"][0]["predictions"][0]["index"] == res["pred"][0]
