@@ -152,8 +152,69 @@ def _sums_file(bundle: Bundle) -> bytes:
     return "".join(f"{h}  {rel}\n" for rel, h in sorted(bundle.sums.items())).encode()
 
 
+SERVICE_STAGE = ".edgecnn-service"
+# Exit codes of the device-side script, so a failure names its step.
+_STEP_CODES = {
+    10: "sha256 check on the device",
+    11: "switching the current symlink",
+    12: "installing the service",
+}
+
+
+def device_script(bundle: Bundle, incoming: str, opts: DeployOptions) -> str:
+    """One shell script run on the device after the upload: verify, switch, prune, (re)load.
+
+    One SSH round trip for all of it: a connection costs a second or more on
+    a small device, and a fleet pays it per host.
+    """
+    q = shlex.quote
+    models = f"{opts.root.rstrip('/')}/models"
+    version_dir = f"versions/{bundle.version}"
+    ctl = q(opts.systemctl)
+    stage = f"{incoming}/{SERVICE_STAGE}"
+    lines = [
+        "set -u",
+        'S=""; [ "$(id -u)" = 0 ] || S="sudo -n"',
+        f"cd {q(incoming)} || exit 10",
+        f"sha256sum -c --strict --quiet {SUMS_NAME} >&2 || {{ cd /; rm -rf {q(incoming)}; exit 10; }}",
+        f"cd {q(models)} && mkdir -p versions || exit 11",
+        f"if [ -d {q(stage)} ]; then rm -rf .service-stage && mv {q(stage)} .service-stage || exit 11; fi",
+        f"if [ -d {q(version_dir)} ]; then rm -rf {q(incoming)}; "
+        f"else mv {q(incoming)} {q(version_dir)} || exit 11; fi",
+        f"ln -sfn {q(version_dir)} current.new && mv -Tf current.new current || exit 11",
+        'echo "current=$(readlink current)"',
+    ]
+    if opts.keep > 0:
+        lines.append(
+            f"(cd versions && ls -1t | grep -vxF {q(bundle.version)} | tail -n +{opts.keep} | "
+            'while read -r d; do rm -rf -- "$d"; done)'
+        )
+    if opts.service:
+        unit = f"{opts.unit_dir.rstrip('/')}/{UNIT_NAME}"
+        conf = f"{opts.config_dir.rstrip('/')}/edgecnn.toml"
+        lines += [
+            "{",
+            f"  $S mkdir -p {q(opts.unit_dir)} {q(opts.config_dir)} &&",
+            f"  $S install -m 0644 .service-stage/{UNIT_NAME} {q(unit)} &&",
+            # Never overwrite a device's own configuration.
+            f"  {{ [ -e {q(conf)} ] || $S install -m 0644 .service-stage/edgecnn.toml {q(conf)}; }} &&",
+            f"  $S {ctl} daemon-reload && $S {ctl} enable {UNIT_NAME} && "
+            f"$S {ctl} reload-or-restart {UNIT_NAME}",
+            "} >&2 || { rm -rf .service-stage; exit 12; }",
+            "rm -rf .service-stage",
+            "echo service=installed+reloaded",
+        ]
+    else:
+        # A running unit reloads now; otherwise the daemon's file watcher sees the new link.
+        lines.append(
+            f"if command -v {ctl} >/dev/null 2>&1 && {ctl} is-active --quiet {UNIT_NAME} 2>/dev/null; "
+            f"then $S {ctl} reload {UNIT_NAME} >&2 && echo service=reloaded; else echo service=watcher; fi"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def deploy_host(bundle: Bundle, host: str, opts: DeployOptions) -> HostResult:
-    """Deploy to one device; every failure ends up in the row, never as an exception."""
+    """Deploy to one device in two SSH round trips; every failure ends up in the row."""
     from edgecnn.remote import Remote
 
     res = HostResult(host=host, version=bundle.version)
@@ -166,46 +227,28 @@ def deploy_host(bundle: Bundle, host: str, opts: DeployOptions) -> HostResult:
             connect_timeout=opts.connect_timeout,
         )
         res.host = str(remote.target)
-        remote.check(timeout=opts.connect_timeout + 20)
-        res.steps.append("connected")
         models = f"{opts.root.rstrip('/')}/models"
-        q = shlex.quote
         incoming = f"{models}/.incoming-{bundle.version}-{secrets.token_hex(4)}"
-        payload: dict[str, Any] = {rel: path for rel, path in bundle.files.items()}
+        payload: dict[str, Any] = dict(bundle.files)
         payload[SUMS_NAME] = _sums_file(bundle)
-        remote.put_files(payload, incoming, timeout=opts.timeout)
+        if opts.service:
+            payload[f"{SERVICE_STAGE}/{UNIT_NAME}"] = unit_text(opts.root, opts.config_dir).encode()
+            payload[f"{SERVICE_STAGE}/edgecnn.toml"] = config_text(opts.root).encode()
+        remote.put_files(payload, incoming, timeout=opts.timeout)  # connects; strict host keys
         res.files, res.bytes = len(bundle.files), bundle.size
         res.steps.append("copied")
-        check = remote.run(
-            f"cd {q(incoming)} && sha256sum -c --strict --quiet {SUMS_NAME}",
-            timeout=opts.timeout,
-            check=False,
-        )
-        if check.returncode != 0:
-            remote.remove_dir(incoming)
-            detail = (check.stdout + check.stderr).decode("utf-8", "replace").strip().splitlines()
-            raise BadInput(
-                f"sha256 check failed on the device: {detail[0] if detail else 'sha256sum failed'}"
-            )
-        res.steps.append("verified")
-        version_dir = f"versions/{bundle.version}"
-        # A version that is already there (same content hash) is reused; the flip is one rename.
-        switch = (
-            f"set -e; cd {q(models)}; mkdir -p versions; "
-            f"if [ -d {q(version_dir)} ]; then rm -rf {q(incoming)}; else mv {q(incoming)} {q(version_dir)}; fi; "
-            f"ln -sfn {q(version_dir)} current.new && mv -Tf current.new current; readlink current"
-        )
-        out = remote.run(switch, timeout=60).stdout.decode().strip()
-        if out != version_dir:
-            raise BadInput(f"symlink flip failed on the device: current -> {out!r}")
+        script = device_script(bundle, incoming, opts)
+        proc = remote.run(["sh", "-c", script], timeout=opts.timeout, check=False)
+        text = proc.stdout.decode("utf-8", "replace")
+        out = dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln)
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            step = _STEP_CODES.get(proc.returncode, f"the device script (exit {proc.returncode})")
+            raise BadInput(f"{step} failed: {err[-1] if err else 'no message'}")
+        if out.get("current") != f"versions/{bundle.version}":
+            raise BadInput(f"symlink flip failed on the device: current -> {out.get('current')!r}")
         res.steps.append("switched")
-        if opts.keep > 0:
-            prune = (
-                f"cd {q(models)}/versions && ls -1t | grep -vxF {q(bundle.version)} | "
-                f'tail -n +{opts.keep} | while read -r d; do rm -rf -- "$d"; done'
-            )
-            remote.run(prune, timeout=60, check=False)
-        res.service = _service(remote, opts)
+        res.service = out.get("service", "-")
         res.status = "ok"
     except EdgeCNNError as e:
         res.error = str(e)
@@ -213,44 +256,6 @@ def deploy_host(bundle: Bundle, host: str, opts: DeployOptions) -> HostResult:
         res.error = f"{type(e).__name__}: {e}"
     res.seconds = round(time.monotonic() - t0, 2)
     return res
-
-
-def _service(remote: Any, opts: DeployOptions) -> str:
-    """Install/refresh the unit (--service) and make a running daemon reload the model."""
-    q = shlex.quote
-    ctl = opts.systemctl
-    sudo = 'S=""; [ "$(id -u)" = 0 ] || S="sudo -n"; '
-    if opts.service:
-        staging = remote.make_temp_dir("edgecnn-unit")
-        remote.put_files(
-            {
-                UNIT_NAME: unit_text(opts.root, opts.config_dir).encode(),
-                "edgecnn.toml": config_text(opts.root).encode(),
-            },
-            staging,
-        )
-        cmd = (
-            f"set -e; {sudo}"
-            f"$S mkdir -p {q(opts.unit_dir)} {q(opts.config_dir)}; "
-            f"$S install -m 0644 {q(staging + '/' + UNIT_NAME)} {q(opts.unit_dir + '/' + UNIT_NAME)}; "
-            # Never overwrite a device's own configuration.
-            f"[ -e {q(opts.config_dir + '/edgecnn.toml')} ] || $S install -m 0644 {q(staging + '/edgecnn.toml')} {q(opts.config_dir + '/edgecnn.toml')}; "
-            f"$S {ctl} daemon-reload; $S {ctl} enable edgecnn.service; $S {ctl} reload-or-restart edgecnn.service"
-        )
-        try:
-            remote.run(cmd, timeout=120)
-        finally:
-            remote.remove_dir(staging)
-        return "installed+reloaded"
-    # Without --service: reload a running unit if there is one; the daemon's
-    # file watcher picks up the new `current` link anyway.
-    out = remote.run(
-        f"{sudo}if command -v {ctl} >/dev/null 2>&1 && {ctl} is-active --quiet edgecnn.service; "
-        f"then $S {ctl} reload edgecnn.service && echo reloaded; else echo watcher; fi",
-        timeout=60,
-        check=False,
-    )
-    return "reloaded" if b"reloaded" in out.stdout else "watcher"
 
 
 def deploy(

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Install the edgecnn camera daemon on Raspberry Pi OS (Bookworm, 64-bit recommended).
+#
+#   sudo ./install-rpi.sh [--deploy-user pi] [--pip-spec 'edgecnn[device]'] [--no-service]
+#
+# What it does:
+#   - apt: python3-venv, python3-picamera2 (the Pi camera stack; from apt, not pip)
+#   - a system user `edgecnn` in the `video` group (camera access), no login shell
+#   - a venv in /opt/edgecnn/venv (with system site-packages so picamera2 imports)
+#     and `pip install edgecnn[device]` into it (LiteRT, ONNX Runtime, OpenCV, MQTT, Prometheus)
+#   - /opt/edgecnn/models owned by the deploy user, so `edgecnn deploy` needs no root
+#   - /etc/edgecnn/edgecnn.toml (example config, kept if present) and the systemd unit
+#   - enables the service; it starts once a model has been deployed
+set -euo pipefail
+
+ROOT=/opt/edgecnn
+CONF_DIR=/etc/edgecnn
+PIP_SPEC="edgecnn[device]"
+DEPLOY_USER="${SUDO_USER:-pi}"
+SERVICE=1
+
+usage() {
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --deploy-user) DEPLOY_USER="$2"; shift 2 ;;
+    --pip-spec) PIP_SPEC="$2"; shift 2 ;;
+    --root) ROOT="$2"; shift 2 ;;
+    --no-service) SERVICE=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: run as root (sudo $0)" >&2
+  exit 2
+fi
+
+echo "== packages"
+apt-get update -q
+apt-get install -y -q python3-venv python3-pip
+# The camera stack comes from Raspberry Pi OS's apt repo; skip quietly elsewhere.
+apt-get install -y -q python3-picamera2 || echo "note: python3-picamera2 not available; USB/V4L2 cameras, files and streams still work"
+
+echo "== user edgecnn (video group)"
+if ! id edgecnn >/dev/null 2>&1; then
+  useradd --system --home-dir "$ROOT" --shell /usr/sbin/nologin --user-group edgecnn
+fi
+usermod -aG video edgecnn
+getent group render >/dev/null && usermod -aG render edgecnn || true
+
+echo "== venv in $ROOT/venv"
+mkdir -p "$ROOT/models/versions"
+python3 -m venv --system-site-packages "$ROOT/venv"
+"$ROOT/venv/bin/pip" install --upgrade pip
+"$ROOT/venv/bin/pip" install "$PIP_SPEC"
+if id "$DEPLOY_USER" >/dev/null 2>&1; then
+  chown -R "$DEPLOY_USER:$DEPLOY_USER" "$ROOT/models"
+fi
+
+echo "== config and unit"
+DATA="$("$ROOT/venv/bin/python" -c 'import edgecnn.daemon, os; print(os.path.join(os.path.dirname(edgecnn.daemon.__file__), "data"))')"
+mkdir -p "$CONF_DIR"
+if [ ! -e "$CONF_DIR/edgecnn.toml" ]; then
+  sed "s#/opt/edgecnn#$ROOT#g" "$DATA/edgecnn.toml" > "$CONF_DIR/edgecnn.toml"
+fi
+# Secrets (EDGECNN_TOKEN=..., EDGECNN_MQTT_PASSWORD=...) go here, readable by root only.
+[ -e "$CONF_DIR/edgecnn.env" ] || install -m 0600 /dev/null "$CONF_DIR/edgecnn.env"
+sed "s#/opt/edgecnn#$ROOT#g" "$DATA/edgecnn.service" > /etc/systemd/system/edgecnn.service
+
+if [ "$SERVICE" -eq 1 ]; then
+  systemctl daemon-reload
+  systemctl enable edgecnn.service
+  if [ -e "$ROOT/models/current/manifest.json" ]; then
+    systemctl restart edgecnn.service
+  else
+    echo "note: no model yet; from your computer run: edgecnn deploy BUILD_DIR --host $DEPLOY_USER@$(hostname)"
+  fi
+fi
+echo "done: edit $CONF_DIR/edgecnn.toml (source, token, MQTT), then: sudo systemctl restart edgecnn"

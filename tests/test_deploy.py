@@ -1,0 +1,200 @@
+"""`edgecnn deploy` against a real sshd on 127.0.0.1 (strict host keys), with a daemon on the "device".
+
+Only systemd itself is stood in for (no PID-1 systemd can run here): the
+device's `systemctl` is a script that records its arguments. The unit it
+installs is checked with `systemd-analyze verify`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from daemon_fixtures import REPO, Served, daemon_build, daemon_video, free_port, get_json
+from test_device_files import verify_unit
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sshd import SSHServer, sshd_available  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not sshd_available(), reason="openssh-server/client not installed")
+
+
+def deploy_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edgecnn.cli", "deploy", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def sshd():
+    with SSHServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    return daemon_build(tmp_path_factory)
+
+
+def second_build(build: Path, dest: Path) -> Path:
+    """The same model listing only its float32 TFLite: another version to deploy."""
+    shutil.copytree(build, dest)
+    m = json.loads((dest / "manifest.json").read_text())
+    m["artifacts"] = [a for a in m["artifacts"] if a["path"] == "model_float32.tflite"]
+    m["created"] = "2030-01-01T00:00:00+00:00"
+    (dest / "manifest.json").write_text(json.dumps(m))
+    return dest
+
+
+def ssh_args(srv: SSHServer) -> list[str]:
+    return ["--known-hosts", str(srv.known_hosts), "-i", str(srv.client_key)]
+
+
+def test_fleet_one_host_failing_does_not_stop_the_other(sshd, build, tmp_path):
+    root = tmp_path / "device"
+    dead = f"root@127.0.0.1:{free_port()}"
+    r = deploy_cli(
+        str(build),
+        "--host",
+        sshd.target,
+        "--host",
+        dead,
+        "--root",
+        str(root),
+        "--json",
+        *ssh_args(sshd),
+    )
+    assert r.returncode == 1, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["status"] for row in rows] == ["ok", "failed"]
+    assert "connection refused" in rows[1]["error"]
+    assert r.stderr.strip() == "error: 1 of 2 host(s) failed"
+    version = rows[0]["version"]
+    current = root / "models" / "current"
+    assert os.readlink(current) == f"versions/{version}"
+    m = json.loads((current / "manifest.json").read_text())
+    for art in m["artifacts"]:  # every file arrived intact
+        from edgecnn.fsutil import sha256_file
+
+        assert sha256_file(current / art["path"]) == art["sha256"]
+    assert (current / "SHA256SUMS").exists()
+    assert not list((root / "models").glob(".incoming-*"))
+    # Deploying the same build again reuses the version directory.
+    r = deploy_cli(str(build), "--host", sshd.target, "--root", str(root), *ssh_args(sshd))
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout and version in r.stdout  # the table
+    assert len(list((root / "models" / "versions").iterdir())) == 1
+
+
+def test_strict_host_keys(sshd, build, tmp_path):
+    r = deploy_cli(str(build), "--host", sshd.target, "--root", str(tmp_path / "d"), "--json",
+                   "--known-hosts", str(sshd.wrong_known_hosts()), "-i", str(sshd.client_key))  # fmt: skip
+    assert r.returncode == 1
+    row = json.loads(r.stdout)[0]
+    assert row["status"] == "failed" and "does not match known_hosts" in row["error"]
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    r = deploy_cli(str(build), "--host", sshd.target, "--root", str(tmp_path / "d"), "--json",
+                   "--known-hosts", str(empty), "-i", str(sshd.client_key))  # fmt: skip
+    assert "not in known_hosts" in json.loads(r.stdout)[0]["error"]
+    assert not (tmp_path / "d").exists()
+
+
+def test_bad_input(build, tmp_path):
+    r = deploy_cli(str(build))
+    assert r.returncode == 2 and r.stderr.startswith("error: no hosts")
+    broken = tmp_path / "broken"
+    shutil.copytree(build, broken)
+    with open(broken / "model_int8.tflite", "ab") as f:
+        f.write(b"tampered")
+    r = deploy_cli(str(broken), "--host", "root@127.0.0.1:1")
+    assert r.returncode == 2 and "does not match its manifest sha256" in r.stderr
+    r = deploy_cli(str(tmp_path), "--host", "root@127.0.0.1:1")
+    assert r.returncode == 2 and "no manifest.json" in r.stderr
+    inv = tmp_path / "fleet.txt"
+    inv.write_text("# cameras\nroot@127.0.0.1:1  # dead\n\n")
+    r = deploy_cli(str(build), "--inventory", str(inv), "--json", "--connect-timeout", "2")
+    assert r.returncode == 1 and json.loads(r.stdout)[0]["host"] == "root@127.0.0.1:1"
+
+
+def test_deploy_service_and_running_daemon_reloads(sshd, build, tmp_path, tmp_path_factory):
+    video, _ = daemon_video(tmp_path_factory)
+    root = tmp_path / "device"
+    unit_dir = tmp_path / "etc-systemd"
+    config_dir = tmp_path / "etc-edgecnn"
+    calls = tmp_path / "systemctl.calls"
+    fake = tmp_path / "systemctl"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n[ "$1" = is-active ] && exit 3\nexit 0\n')
+    fake.chmod(0o755)
+    common = ["--root", str(root), "--json", *ssh_args(sshd)]
+    r = deploy_cli(str(build), "--host", sshd.target, *common)
+    assert r.returncode == 0, r.stderr
+    v1 = json.loads(r.stdout)[0]["version"]
+    with Served(
+        "--model",
+        str(root / "models" / "current"),
+        "--source",
+        str(video),
+        "--loop",
+        "--watch",
+        "0.2",
+    ) as s:
+        first = get_json(s.url("/api/predictions"))[1]["model"]["version"]
+        b2 = second_build(build, tmp_path / "build2")
+        r = deploy_cli(str(b2), "--host", sshd.target, "--service", "--unit-dir", str(unit_dir),
+                       "--config-dir", str(config_dir), "--systemctl", str(fake), *common)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        row = json.loads(r.stdout)[0]
+        assert row["service"] == "installed+reloaded" and row["version"] != v1
+        # The running daemon picked up the flipped symlink on its own.
+        s.wait_for(
+            lambda: get_json(s.url("/api/predictions"))[1]["model"]["version"] != first,
+            what="reload",
+        )
+        assert get_json(s.url("/api/predictions"))[1]["model"]["artifact"] == "model_float32.tflite"
+    assert calls.read_text().split("\n")[:3] == [
+        "daemon-reload",
+        "enable edgecnn.service",
+        "reload-or-restart edgecnn.service",
+    ]
+    unit = (unit_dir / "edgecnn.service").read_text()
+    assert f"ExecStart={root}/venv/bin/edgecnn serve --config {config_dir}/edgecnn.toml" in unit
+    cfg = (config_dir / "edgecnn.toml").read_text()
+    assert f'model = "{root}/models/current"' in cfg
+    verify_unit(unit_dir / "edgecnn.service", tmp_path / "verify-root")
+    assert sorted(p.name for p in (root / "models" / "versions").iterdir()) == sorted(
+        [v1, row["version"]]
+    )
+
+
+def test_device_script_refuses_a_corrupted_copy(build, tmp_path):
+    """The device-side step on its own (run with sh here): a bad sha256 leaves `current` untouched."""
+    from edgecnn.deploy import SUMS_NAME, DeployOptions, _sums_file, device_script, make_bundle
+
+    bundle = make_bundle(build)
+    opts = DeployOptions(root=str(tmp_path / "dev"))
+    models = tmp_path / "dev" / "models"
+    (models / "versions" / "old").mkdir(parents=True)
+    (models / "current").symlink_to("versions/old")
+    incoming = models / ".incoming-x"
+    incoming.mkdir()
+    for rel, path in bundle.files.items():
+        shutil.copy(path, incoming / rel)
+    (incoming / SUMS_NAME).write_bytes(_sums_file(bundle))
+    with open(incoming / "model_int8.tflite", "r+b") as f:
+        f.seek(64)
+        f.write(b"\0\1\2\3")
+    r = subprocess.run(
+        ["sh", "-c", device_script(bundle, str(incoming), opts)], capture_output=True, text=True
+    )
+    assert r.returncode == 10 and "model_int8.tflite: FAILED" in r.stderr
+    assert os.readlink(models / "current") == "versions/old" and not incoming.exists()
