@@ -1,0 +1,284 @@
+"""Benchmark `edgecnn serve`: throughput vs an offline loop, API latency under load, memory growth.
+
+    python tools/bench_daemon.py --model BUILD_DIR [--video FILE] [--load-seconds 60]
+                                 [--clients 50] [--rss-frames 10000] [--json out.json]
+
+1. Throughput: the daemon classifies a video file with `--sync --no-pace`
+   (every frame, as fast as it can); its FPS (from /healthz counters over a
+   fixed window) is compared with an offline loop over the same frames with
+   the same model and no server (decode + preprocess + run, one process).
+   Goal: daemon >= 0.9x offline.
+2. Load: N concurrent keep-alive clients POST a real image to /api/predict
+   for T seconds against a daemon that is also classifying the video;
+   p50/p99 latency, requests/s and failures. Loopback only.
+3. Memory: RSS of the daemon process after a warm-up and after 10,000 more
+   classified frames (`--no-pace`, looped video).
+
+Each measurement runs the daemon in its own process; the offline loop runs
+in this process while no daemon is running. Device side only (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_video(path: Path, repeat: int = 2) -> Path:
+    """The digits test split (real images), 96x96, each image 3 frames, `repeat` times over."""
+    import cv2
+
+    from edgecnn.data import load_dataset
+
+    x = load_dataset("digits", seed=0).x_test
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (96, 96))
+    for _ in range(repeat):
+        for img in x:
+            big = cv2.resize(img[..., 0], (96, 96), interpolation=cv2.INTER_NEAREST)
+            for _ in range(3):
+                w.write(cv2.cvtColor(big, cv2.COLOR_GRAY2BGR))
+    w.release()
+    return path
+
+
+class Daemon:
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgecnn.cli", "serve", *args, "--port", str(self.port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"serve exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("serve did not start")
+
+    def health(self) -> dict:
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        c.request("GET", "/healthz")
+        data = json.loads(c.getresponse().read())
+        c.close()
+        return data
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+def offline_fps(model: str, video: Path) -> dict:
+    """Decode + preprocess + run every frame in one loop, no server."""
+    import cv2
+
+    from edgecnn.runtime import Runner
+
+    runner = Runner(model)
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(bgr)
+    cap.release()
+    runner.run(runner.preprocess(cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB))[None])  # warm-up
+
+    cap = cv2.VideoCapture(str(video))
+    t0 = time.perf_counter()
+    n = 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        runner.run(runner.preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[None])
+        n += 1
+    with_decode = n / (time.perf_counter() - t0)
+    cap.release()
+
+    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
+    t0 = time.perf_counter()
+    for f in rgb:
+        runner.run(runner.preprocess(f)[None])
+    infer_only = len(rgb) / (time.perf_counter() - t0)
+    return {"frames": n, "fps_with_decode": with_decode, "fps_inference_only": infer_only}
+
+
+def daemon_fps(model: str, video: Path, seconds: float) -> dict:
+    d = Daemon("--model", model, "--source", str(video), "--loop", "--no-pace", "--sync")
+    try:
+        while d.health()["inferences"] < 50:
+            time.sleep(0.1)
+        h0, t0 = d.health(), time.monotonic()
+        time.sleep(seconds)
+        h1, t1 = d.health(), time.monotonic()
+        fps = (h1["inferences"] - h0["inferences"]) / (t1 - t0)
+        return {
+            "fps": fps,
+            "dropped": h1["dropped"],
+            "errors": h1["errors"],
+            "window_s": round(t1 - t0, 1),
+        }
+    finally:
+        d.stop()
+
+
+def load_test(model: str, video: Path, clients: int, seconds: float) -> dict:
+    from PIL import Image
+
+    from edgecnn.data import load_dataset
+
+    x = load_dataset("digits", seed=0).x_test
+    buf = io.BytesIO()
+    Image.fromarray(x[0][..., 0]).resize((64, 64)).save(buf, format="PNG")
+    body = buf.getvalue()
+    d = Daemon("--model", model, "--source", str(video), "--loop")
+    lat: list[list[float]] = [[] for _ in range(clients)]
+    fails = [0] * clients
+    stop_at = time.monotonic() + seconds
+    start = threading.Barrier(clients + 1)
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+        start.wait()
+        while time.monotonic() < stop_at:
+            t = time.perf_counter()
+            try:
+                conn.request("POST", "/api/predict", body, {"Content-Type": "image/png"})
+                r = conn.getresponse()
+                r.read()
+                ok = r.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+            if ok:
+                lat[i].append(time.perf_counter() - t)
+            else:
+                fails[i] += 1
+        conn.close()
+
+    try:
+        while d.health()["inferences"] < 10:
+            time.sleep(0.1)
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        start.wait()
+        t0 = time.monotonic()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        h = d.health()
+    finally:
+        d.stop()
+    all_lat = np.array([v for per in lat for v in per]) * 1e3
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests": int(all_lat.size),
+        "failed": int(sum(fails)),
+        "rps": all_lat.size / elapsed,
+        "p50_ms": float(np.percentile(all_lat, 50)) if all_lat.size else None,
+        "p99_ms": float(np.percentile(all_lat, 99)) if all_lat.size else None,
+        "video_fps_during_load": h["fps"],
+    }
+
+
+def rss_growth(model: str, video: Path, frames: int) -> dict:
+    d = Daemon("--model", model, "--source", str(video), "--loop", "--no-pace")
+    try:
+        while d.health()["inferences"] < 500:
+            time.sleep(0.1)
+        start = d.health()["inferences"]
+        rss0 = d.rss_mb()
+        t0 = time.monotonic()
+        while d.health()["inferences"] < start + frames:
+            time.sleep(0.2)
+        rss1 = d.rss_mb()
+        return {
+            "frames": frames,
+            "rss_start_mb": round(rss0, 1),
+            "rss_end_mb": round(rss1, 1),
+            "growth_mb": round(rss1 - rss0, 2),
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+    finally:
+        d.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="build directory")
+    ap.add_argument("--video", help="video file (default: digits test split written to a temp MP4)")
+    ap.add_argument("--fps-seconds", type=float, default=15.0)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--load-seconds", type=float, default=60.0)
+    ap.add_argument("--rss-frames", type=int, default=10_000)
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
+    video = Path(a.video) if a.video else make_video(tmp / "digits.mp4")
+    out: dict = {"model": a.model, "video": str(video), "cpus": os.cpu_count()}
+    out["offline"] = offline_fps(a.model, video)
+    print("offline", out["offline"], flush=True)
+    out["daemon"] = daemon_fps(a.model, video, a.fps_seconds)
+    out["daemon"]["ratio_vs_offline_with_decode"] = (
+        out["daemon"]["fps"] / out["offline"]["fps_with_decode"]
+    )
+    print("daemon", out["daemon"], flush=True)
+    out["load"] = load_test(a.model, video, a.clients, a.load_seconds)
+    print("load", out["load"], flush=True)
+    out["rss"] = rss_growth(a.model, video, a.rss_frames)
+    print("rss", out["rss"], flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
