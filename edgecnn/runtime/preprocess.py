@@ -94,6 +94,8 @@ class InputQuantizer:
         if self.shift:
             if self.zero_point == 0 and self.dtype == np.uint8:
                 return x
+            if self.zero_point == -128 and self.dtype == np.int8:
+                return (x ^ np.uint8(0x80)).view(np.int8)  # x - 128 without a wider temporary
             return (
                 (x.astype(np.int16) + self.zero_point)
                 .clip(np.iinfo(self.dtype).min, np.iinfo(self.dtype).max)
@@ -120,9 +122,14 @@ def top_k(scores: np.ndarray, labels: list[str], k: int = 5) -> list[Prediction]
     """The k best classes, best first (argpartition, then sort only those k)."""
     scores = np.asarray(scores).reshape(-1)
     k = max(1, min(int(k), scores.size))
-    idx = np.argpartition(-scores, k - 1)[:k]
-    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    neg = -scores
+    if scores.size > 64:  # partition first only when there are many classes
+        idx = np.argpartition(neg, k - 1)[:k]
+        idx = idx[np.argsort(neg[idx], kind="stable")]
+    else:
+        idx = np.argsort(neg, kind="stable")[:k]
+    n = len(labels)
     return [
-        Prediction(int(i), labels[i] if i < len(labels) else str(int(i)), float(scores[i]))
-        for i in idx
+        Prediction(i, labels[i] if i < n else str(i), s)
+        for i, s in zip(idx.tolist(), scores[idx].tolist(), strict=True)
     ]
