@@ -7,11 +7,17 @@ import time
 
 import numpy as np
 import pytest
+from daemon_fixtures import digits_test
 from PIL import Image
 
-from daemon_fixtures import digits_test
 from edgecnn.daemon.pipeline import CaptureWorker, Counters, LatestSlot, Smoother, top_k_of
-from edgecnn.daemon.sources import Frame, ImageFolderSource, OpenCVSource, Picamera2Source, make_source
+from edgecnn.daemon.sources import (
+    Frame,
+    ImageFolderSource,
+    OpenCVSource,
+    Picamera2Source,
+    make_source,
+)
 from edgecnn.errors import BadInput
 
 
@@ -67,7 +73,11 @@ def test_picamera2_configured_at_model_size_newest_frame_rgb():
         assert frame is not None
         cam = FakePicamera2.instances[-1]
         assert cam.camera_num == 1
-        assert cam.config == {"main": {"size": (28, 20), "format": "RGB888"}, "buffer_count": 2, "queue": False}
+        assert cam.config == {
+            "main": {"size": (28, 20), "format": "RGB888"},
+            "buffer_count": 2,
+            "queue": False,
+        }
         assert frame.image.shape == (20, 28, 3)
         assert frame.image[0, 1, 0] == 200 and frame.image[0, 1, 2] == 10  # BGR memory -> RGB
         time.sleep(0.2)  # capture keeps going; the slot holds only the newest frame
@@ -125,3 +135,43 @@ def test_smoother_and_top_k():
     assert np.allclose(out, b)
     tk = top_k_of(np.array([0.1, 0.5, 0.4], np.float32), ["a", "b", "c"], 2)
     assert [t["label"] for t in tk] == ["b", "c"]
+
+
+def test_daemon_side_imports_no_tensorflow():
+    """serve, the daemon package and deploy load without TensorFlow or Keras, even transitively."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import edgecnn.commands.serve, edgecnn.commands.deploy, edgecnn.deploy\n"
+        "import edgecnn.daemon.service, edgecnn.daemon.http, edgecnn.daemon.mqtt, edgecnn.daemon.sources\n"
+        "import edgecnn.daemon.pipeline, edgecnn.daemon.model, edgecnn.daemon.overlay, edgecnn.daemon.metrics\n"
+        "import edgecnn.daemon.jsonlog, edgecnn.daemon.systemd, edgecnn.daemon.config, edgecnn.runtime\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_jsonl_log_rotates(tmp_path):
+    import json
+
+    from edgecnn.daemon.jsonlog import JsonLinesLog
+    from edgecnn.daemon.pipeline import make_result
+
+    log = JsonLinesLog(tmp_path / "p.jsonl", max_bytes=4000, backups=2)
+    probs = np.array([0.1, 0.7, 0.2], np.float32)
+    for i in range(200):
+        log(make_result(probs, ["a", "b", "c"], {"name": "m", "version": "1"}, 3, 0.5, seq=i))
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["p.jsonl", "p.jsonl.1", "p.jsonl.2"]
+    for f in tmp_path.iterdir():
+        assert f.stat().st_size <= 4000
+        rows = [json.loads(line) for line in f.read_text().splitlines()]
+        assert rows and all(r["label"] == "b" for r in rows)
+    newest = [json.loads(line)["seq"] for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert newest[-1] == 199

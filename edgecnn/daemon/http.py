@@ -147,6 +147,7 @@ poll();
 class Handler(BaseHTTPRequestHandler):
     server: DaemonHTTPServer
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a client may stall on a read or write (slow-client guard)
     server_version = "edgecnn"
     sys_version = ""
 
@@ -327,6 +328,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-store")
             self.send_header("Connection", "close")
             self.end_headers()
+            if self.command == "HEAD":
+                return 200
             period = 1.0 / max(0.1, self.app.stream_fps)
             seq = -1
             stop = self.app.stop_event
