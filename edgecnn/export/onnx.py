@@ -84,9 +84,15 @@ class _Calibration:
 
 
 def quantize_onnx_qdq(
-    float_path: str | os.PathLike, out_path: str | os.PathLike, calib: np.ndarray
+    float_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    calib: np.ndarray,
+    nodes_to_exclude: list[str] | None = None,
 ) -> Path:
-    """Static QDQ int8 (per-channel weights) of a float ONNX model."""
+    """Static QDQ int8 (per-channel weights) of a float ONNX model.
+
+    `nodes_to_exclude` keeps those nodes in float (parity --fix, selective quantization).
+    """
     import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -117,6 +123,7 @@ def quantize_onnx_qdq(
                     Reader(input_name, calib),
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
+                    nodes_to_exclude=list(nodes_to_exclude or []),
                     activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8,
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
