@@ -32,7 +32,68 @@ def stage_train(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, A
     }
 
 
-STAGE_FUNCS: dict[str, StageFn] = {"train": stage_train}
+def stage_convert(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    from edgecnn.convert import convert_from_recipe
+
+    report = convert_from_recipe(recipe, state["model_dir"], out / "build")
+    state["build_dir"] = out / "build"
+    from edgecnn.manifest import load_manifest
+
+    arts = load_manifest(out / "build")["artifacts"]
+    sizes = ", ".join(f"{Path(a['path']).name} {a['size'] / 1024:.0f} KiB" for a in arts)
+    return {"result": f"{len(arts)} artifacts in {out / 'build'}: {sizes}", "details": report}
+
+
+def stage_parity(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    from edgecnn.parity import run_parity
+
+    p = recipe["parity"]
+    build = state["build_dir"]
+    report = run_parity(
+        build, recipe["data"]["name"], split=p["split"], max_drop=p["max_drop"],
+        min_agreement=p["min_agreement"], report=build / "parity.md",
+    )  # fmt: skip
+    from edgecnn.commands.common import format_table
+    from edgecnn.parity import TABLE_COLUMNS, table_rows
+
+    state["parity"] = report
+    return {
+        "status": "ok" if report["passed"] else "failed",
+        "result": parity_line(report),
+        "details": report,
+        "table": format_table(table_rows(report), TABLE_COLUMNS),
+    }
+
+
+def parity_line(report: dict[str, Any]) -> str:
+    rows = report.get("artifacts", [])
+    worst = max((r.get("drop", 0.0) for r in rows), default=0.0)
+    agree = min((r.get("agreement", 1.0) for r in rows), default=1.0)
+    verdict = "pass" if report.get("passed") else "FAIL"
+    return f"{verdict}: {len(rows)} artifacts vs float top-1 {report['reference']['top1']:.2%}, worst drop {worst:.2f} pts, min agreement {agree:.2%}"
+
+
+def stage_bench(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    from edgecnn.bench import bench_build
+    from edgecnn.bench.report import headline, table_rows
+    from edgecnn.commands.common import format_table
+
+    b = recipe["bench"]
+    rows = bench_build(state["build_dir"], device=b["device"], runs=b["runs"], warmup=b["warmup"], threads=b["threads"])
+    table, cols = table_rows(rows)
+    fastest = min((r for r in rows if r.get("ms")), key=lambda r: r["ms"], default=None)
+    line = f"{len(rows)} artifacts on {b['device']}"
+    if fastest:
+        line += f"; fastest {fastest['format']} {fastest['precision']} {fastest['ms']:.3f} ms"
+    return {"result": line, "details": rows, "table": headline(rows) + "\n" + format_table(table, cols)}
+
+
+STAGE_FUNCS: dict[str, StageFn] = {
+    "train": stage_train,
+    "convert": stage_convert,
+    "parity": stage_parity,
+    "bench": stage_bench,
+}
 
 
 def run_recipe(recipe: Recipe, out: str | Path, stages: list[str] | None = None, verbose: int = 2) -> list[dict[str, Any]]:
@@ -50,7 +111,7 @@ def run_recipe(recipe: Recipe, out: str | Path, stages: list[str] | None = None,
         t0 = time.perf_counter()
         try:
             res = STAGE_FUNCS[s](recipe, out, state)
-            status = "ok"
+            status = res.pop("status", "ok")
         except CheckFailed as e:
             res, status = {"result": str(e)}, "failed"
         results.append({"stage": s, "status": status, "seconds": round(time.perf_counter() - t0, 1), **res})

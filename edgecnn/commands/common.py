@@ -23,7 +23,6 @@ def quiet_tensorflow(import_now: bool = True) -> None:
     read, so the import itself runs with file descriptor 2 pointed at /dev/null.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=DeprecationWarning)

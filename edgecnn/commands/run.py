@@ -34,8 +34,14 @@ def command(recipe: str, out: str | None, stages: str | None, as_json: bool, qui
     wanted = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     verbose = 0 if (quiet or as_json) else (1 if sys.stdout.isatty() else 2)
     results = run_recipe(r, out or f"runs/{r.name}", wanted, verbose=verbose)
-    if not as_json:
+    if as_json:
+        emit(results, True)
+    else:
         click.echo(f"\nrecipe {r.name}: summary")
-    emit(results, as_json, format_table(results, ["stage", "status", "seconds", "result"]))
+        click.echo(format_table(results, ["stage", "status", "seconds", "result"]))
+        # Then each stage's own table, parity last: the run ends with the accuracy verdict.
+        order = sorted((x for x in results if x.get("table")), key=lambda x: x["stage"] == "parity")
+        for x in order:
+            click.echo(f"\n[{x['stage']}]\n{x['table']}")
     if any(x["status"] != "ok" for x in results):
         raise CheckFailed(f"stage {results[-1]['stage']} failed: {results[-1]['result']}")
