@@ -239,6 +239,7 @@ def convert_model(
     *,
     prune: float | None = None,
     prune_filters: float | None = None,
+    filter_multiple: int = 1,
     fine_tune_epochs: int = 3,
     precisions: list[str] | tuple[str, ...] | str = DEFAULT_PRECISIONS,
     formats: list[str] | tuple[str, ...] | str = DEFAULT_FORMATS,
@@ -269,6 +270,8 @@ def convert_model(
     check_int8_method(onnx_int8)
     sparsity = check_sparsity(prune) if prune is not None else 0.0
     fraction = check_sparsity(prune_filters, "filter-pruning fraction") if prune_filters else 0.0
+    if filter_multiple < 1:
+        raise BadInput(f"filter multiple must be >= 1, got {filter_multiple}")
     if fine_tune_epochs < 0:
         raise BadInput(f"fine-tune epochs must be >= 0, got {fine_tune_epochs}")
     if calib_samples < MIN_CALIB_SAMPLES:
@@ -313,8 +316,12 @@ def convert_model(
             from edgecnn.optimize.prune import compile_for_finetune
 
             say(f"filter pruning {fraction:.0%}")
-            reference, plan = _prune_filters(reference, fraction)
-            pruning["filters"] = {"fraction": fraction, **plan.summary()}
+            reference, plan = _prune_filters(reference, fraction, multiple=filter_multiple)
+            pruning["filters"] = {
+                "fraction": fraction,
+                "multiple": filter_multiple,
+                **plan.summary(),
+            }
             pruning["filters"]["accuracy_before_finetune"] = keras_accuracy(
                 reference, x_eval, y_eval
             )
@@ -371,6 +378,7 @@ def convert_model(
         manifest["model"]["optimization"] = {
             "prune": sparsity or None,
             "prune_filters": fraction or None,
+            "filter_multiple": filter_multiple if fraction else None,
             "fine_tune_epochs": fine_tune_epochs if pruning else 0,
             "calibration": {
                 "samples": int(len(calib)),
@@ -630,6 +638,7 @@ def convert_from_recipe(
         out_dir,
         prune=c.get("prune"),
         prune_filters=c.get("prune_filters"),
+        filter_multiple=int(c.get("filter_multiple", 1)),
         fine_tune_epochs=int(c.get("fine_tune_epochs", 2)),
         precisions=c.get("precision", list(DEFAULT_PRECISIONS)),
         formats=c.get("formats", list(DEFAULT_FORMATS)),

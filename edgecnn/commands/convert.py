@@ -89,6 +89,13 @@ def _summary_table(report: dict[str, Any]) -> str:
     help="Fraction of conv filters to remove by L1 norm, e.g. 0.5 (makes the model faster).",
 )
 @click.option(
+    "--filter-multiple",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Round kept filters up to a multiple of this (8 suits int8 kernels).",
+)
+@click.option(
     "--fine-tune-epochs",
     type=int,
     default=3,
@@ -148,6 +155,7 @@ def command(
     out: str,
     prune: float | None,
     prune_filters: float | None,
+    filter_multiple: int,
     fine_tune_epochs: int,
     precisions: str,
     formats: str,
@@ -207,6 +215,7 @@ def command(
         out,
         prune=prune,
         prune_filters=prune_filters,
+        filter_multiple=filter_multiple,
         fine_tune_epochs=fine_tune_epochs,
         precisions=precisions,
         formats=formats,

@@ -105,8 +105,16 @@ def _is_depthwise_pass(layer: Any) -> bool:
     return type(layer).__name__ == "DepthwiseConv2D" and getattr(layer, "depth_multiplier", 1) == 1
 
 
-def plan_filter_pruning(model: Any, fraction: float, min_filters: int = 1) -> FilterPlan:
-    """Decide which filters of which Conv2D layers to drop (smallest L1 norm first)."""
+def plan_filter_pruning(
+    model: Any, fraction: float, min_filters: int = 1, multiple: int = 1
+) -> FilterPlan:
+    """Decide which filters of which Conv2D layers to drop (smallest L1 norm first).
+
+    `multiple` rounds the kept count up to a multiple (e.g. 8): int8 kernels in
+    XNNPACK and most NPUs work in channel blocks, so odd widths can erase the gain.
+    """
+    if multiple < 1:
+        raise BadInput(f"filter multiple must be >= 1, got {multiple}")
     if not 0.0 <= fraction < 1.0:
         raise BadInput(f"filter-pruning fraction must be in [0, 1), got {fraction}")
     candidates: dict[str, Any] = {}
@@ -155,6 +163,7 @@ def plan_filter_pruning(model: Any, fraction: float, min_filters: int = 1) -> Fi
         kernel = np.asarray(layer.kernel.numpy())
         n = kernel.shape[-1]
         keep_n = max(min_filters, int(round(n * (1.0 - fraction))))
+        keep_n = min(n, -(-keep_n // multiple) * multiple)
         if keep_n >= n:
             continue
         l1 = np.abs(kernel).reshape(-1, n).sum(axis=0)
@@ -204,11 +213,13 @@ def _slice_weights(
     return w
 
 
-def prune_filters(model: Any, fraction: float, min_filters: int = 1) -> tuple[Any, FilterPlan]:
+def prune_filters(
+    model: Any, fraction: float, min_filters: int = 1, multiple: int = 1
+) -> tuple[Any, FilterPlan]:
     """A new, thinner Keras model with the weakest `fraction` of prunable filters removed."""
     import keras
 
-    plan = plan_filter_pruning(model, fraction, min_filters)
+    plan = plan_filter_pruning(model, fraction, min_filters, multiple)
     used: set[str] = set()
 
     def visit(layer: Any, args: Any, kwargs: Any, ins: list[Any]) -> Any:
