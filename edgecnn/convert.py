@@ -556,17 +556,7 @@ def _artifact_entry(tmp: Path, name: str, fmt: str, prec: str) -> dict[str, Any]
     else:
         from edgecnn.export.onnx import onnx_io
 
-        ins, outs = onnx_io(path)
-        # from_tflite ONNX models keep LiteRT's integer I/O: carry its quantization over.
-        twin = tmp / artifact_name("tflite", "int8")
-        if prec == "int8" and ins and ins[0]["dtype"] in ("int8", "uint8") and twin.exists():
-            from edgecnn.export.tflite import tflite_io
-
-            t_in, t_out = tflite_io(twin)
-            for a, b in zip(ins, t_in, strict=False):
-                a["quantization"] = b["quantization"]
-            for a, b in zip(outs, t_out, strict=False):
-                a["quantization"] = b["quantization"]
+        ins, outs = onnx_io(path)  # integer I/O (from_tflite) carries its quantization
     return {
         "path": name,
         "format": fmt,

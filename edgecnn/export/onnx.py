@@ -182,7 +182,73 @@ def onnx_io(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dict[st
             "quantization": None,
         }
 
-    return [entry(a) for a in sess.get_inputs()], [entry(a) for a in sess.get_outputs()]
+    ins = [entry(a) for a in sess.get_inputs()]
+    outs = [entry(a) for a in sess.get_outputs()]
+    if any(e["dtype"] in ("int8", "uint8") for e in ins + outs):
+        q_in, q_out = _integer_io_quantization(path)
+        for e in ins:
+            e["quantization"] = q_in.get(e["name"]) if e["dtype"] in ("int8", "uint8") else None
+        for e in outs:
+            e["quantization"] = q_out.get(e["name"]) if e["dtype"] in ("int8", "uint8") else None
+    return ins, outs
+
+
+def _integer_io_quantization(
+    path: str | os.PathLike,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Scale/zero point of integer graph inputs (read by a DequantizeLinear) and outputs
+    (written by a QuantizeLinear): what a from_tflite model keeps from LiteRT's int8 I/O."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    g = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for node in g.node:
+        if node.op_type == "Constant" and node.attribute:
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+
+    def qparams(node: Any) -> dict[str, Any] | None:
+        if len(node.input) < 3 or node.input[1] not in consts or node.input[2] not in consts:
+            return None
+        scale, zp = consts[node.input[1]], consts[node.input[2]]
+        if np.size(scale) != 1:
+            return None
+        return {"scale": float(np.ravel(scale)[0]), "zero_point": int(np.ravel(zp)[0])}
+
+    layout = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
+    consumers: dict[str, list[Any]] = {}
+    producer: dict[str, Any] = {}
+    for node in g.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+        for name in node.output:
+            producer[name] = node
+
+    def forward(name: str) -> dict[str, Any] | None:
+        # Follow layout-only ops (tf2onnx adds NHWC<->NCHW reshapes) to the DequantizeLinear.
+        for node in consumers.get(name, []):
+            if node.op_type == "DequantizeLinear":
+                return qparams(node)
+            if node.op_type in layout:
+                found = forward(node.output[0])
+                if found:
+                    return found
+        return None
+
+    def backward(name: str) -> dict[str, Any] | None:
+        node = producer.get(name)
+        if node is None:
+            return None
+        if node.op_type == "QuantizeLinear":
+            return qparams(node)
+        if node.op_type in layout:
+            return backward(node.input[0])
+        return None
+
+    q_in = {i.name: q for i in g.input if (q := forward(i.name))}
+    q_out = {o.name: q for o in g.output if (q := backward(o.name))}
+    return q_in, q_out
 
 
 def predict_onnx(
