@@ -33,7 +33,12 @@ def _summary_table(report: dict[str, Any]) -> str:
     ]
     pruning = report.get("pruning") or {}
     if "magnitude" in pruning:
-        parts += ["", f"unstructured sparsity: {pruning['magnitude']['sparsity']:.1%}"]
+        mag = pruning["magnitude"]
+        parts += [
+            "",
+            f"unstructured sparsity: {mag['sparsity']:.1%} (target {mag['target_sparsity']:.1%})",
+        ]
+        parts.append(format_table(mag["layers"], ["layer", "type", "weights", "zeros", "sparsity"]))
     if "filters" in pruning:
         kept = pruning["filters"]["pruned_layers"]
         skipped = pruning["filters"]["skipped_layers"]
