@@ -95,3 +95,40 @@ print(json.dumps({{
     )
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["results"][0]["predictions"][0]["index"] == res["pred"][0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("EDGECNN_SKIP_VENV_TEST") == "1", reason="EDGECNN_SKIP_VENV_TEST=1"
+)
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="tflite-runtime has no wheels for Python 3.12+"
+)
+def test_tflite_runtime_fallback_needs_numpy_1(tmp_path_factory, tmp_path):
+    """Without LiteRT the runtime falls back to tflite-runtime 2.14, which needs numpy<2."""
+    from PIL import Image
+
+    build = daemon_build(tmp_path_factory)
+    x, _ = digits_test()
+    img = tmp_path / "digit.png"
+    Image.fromarray(x[0][..., 0]).save(img)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = str(venv / "bin" / "python")
+    pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run(
+        [*pip, "tflite-runtime==2.14.0", "numpy<2", "click", "pillow"],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [py, "-m", "edgecnn.cli", "predict", str(build), str(img), "--json", "--top-k", "1"]
+    ok = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["backend"] == "tflite_runtime"
+    subprocess.run([*pip, "numpy>=2"], check=True, capture_output=True, timeout=600)
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "tflite-runtime 2.14.0 needs numpy<2" in lines[0], bad.stderr

@@ -28,19 +28,25 @@ from edgecnn.runtime.runner import resolve, select_artifact
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding edgecnn/
 # What the device needs to run the worker: the device side only, no TensorFlow.
-RUNTIME_FILES = [
+RUNTIME_CORE = [
     "edgecnn/__init__.py",
     "edgecnn/errors.py",
     "edgecnn/fsutil.py",
     "edgecnn/manifest.py",
-    "edgecnn/runtime/__init__.py",
-    "edgecnn/runtime/backends.py",
-    "edgecnn/runtime/preprocess.py",
-    "edgecnn/runtime/runner.py",
-    "edgecnn/runtime/validate.py",
     "edgecnn/bench/__init__.py",
     "edgecnn/bench/worker.py",
 ]
+
+
+def runtime_files() -> list[str]:
+    """Source files copied to a device for `bench --host`: the core plus all of edgecnn/runtime."""
+    runtime = sorted(
+        str(p.relative_to(PACKAGE_ROOT))
+        for p in (PACKAGE_ROOT / "edgecnn" / "runtime").glob("*.py")
+    )
+    return RUNTIME_CORE + runtime
+
+
 DEVICE_INSTALL = "pip install 'edgecnn[device]' (or: pip install numpy pillow ai-edge-litert)"
 
 

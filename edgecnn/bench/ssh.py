@@ -37,14 +37,14 @@ def run_remote(
     from edgecnn.bench.api import (
         DEVICE_INSTALL,
         PACKAGE_ROOT,
-        RUNTIME_FILES,
         _parse_worker,
         _worker_opts,
+        runtime_files,
     )
 
     remote = Remote(host, known_hosts=known_hosts, identity=identity)
     remote.check()
-    files: dict[str, Any] = {f"pkg/{rel}": PACKAGE_ROOT / rel for rel in RUNTIME_FILES}
+    files: dict[str, Any] = {f"pkg/{rel}": PACKAGE_ROOT / rel for rel in runtime_files()}
     files[f"build/{MANIFEST_NAME}"] = build / MANIFEST_NAME
     for a in arts:
         src = build / a["path"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -63,26 +64,36 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
+def _tflite_runtime_numpy_problem() -> str | None:
+    """tflite-runtime (last release 2.14) is built against numpy 1.x: with numpy 2 it
+    imports, then fails inside the interpreter after printing a long banner. Say so first."""
+    if int(np.__version__.split(".")[0]) < 2:
+        return None
+    return (
+        f"tflite-runtime {_version('tflite-runtime')} needs numpy<2 but numpy {np.__version__} "
+        "is installed; pip install 'numpy<2' (or use ai-edge-litert, which supports numpy 2)"
+    )
+
+
 def import_tflite_interpreter(prefer: str = "litert") -> tuple[Any, Any, str]:
-    """(Interpreter class, load_delegate, backend name), LiteRT first."""
+    """(Interpreter class, load_delegate, backend name), LiteRT first, then tflite-runtime."""
     order = ["litert", "tflite_runtime"] if prefer != "tflite_runtime" else ["tflite_runtime"]
     problems = []
     for name in order:
         module = "ai_edge_litert.interpreter" if name == "litert" else "tflite_runtime.interpreter"
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            problems.append(f"{module.split('.')[0]} not installed")
+            continue
+        if name == "tflite_runtime" and (problem := _tflite_runtime_numpy_problem()):
+            problems.append(problem)
+            continue
         try:
             mod = importlib.import_module(module)
             return mod.Interpreter, mod.load_delegate, name
-        except ModuleNotFoundError:
-            problems.append(f"{module.split('.')[0]} not installed")
         except (ImportError, AttributeError) as e:
-            if name == "tflite_runtime":
-                problems.append(
-                    f"tflite-runtime {_version('tflite-runtime')} needs numpy<2 but numpy "
-                    f"{np.__version__} is installed ({str(e).splitlines()[0][:80]}); "
-                    "pip install 'numpy<2' or use ai-edge-litert"
-                )
-            else:
-                problems.append(f"ai_edge_litert failed to import: {str(e).splitlines()[0][:120]}")
+            problems.append(
+                f"{module.split('.')[0]} failed to import: {str(e).splitlines()[0][:120]}"
+            )
     raise MissingRuntime(
         f"no TFLite interpreter: {'; '.join(problems)}; install with {LITERT_INSTALL}"
     )
