@@ -24,7 +24,7 @@ from edgecnn.bench.estimate import estimate_artifact
 from edgecnn.bench.worker import MARKER
 from edgecnn.errors import BadInput
 from edgecnn.manifest import load_manifest
-from edgecnn.runtime.runner import resolve, select_artifact
+from edgecnn.runtime.runner import artifact_matches, resolve, select_artifact
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding edgecnn/
 # What the device needs to run the worker: the device side only, no TensorFlow.
@@ -57,9 +57,13 @@ def select_artifacts(
     arts = manifest.get("artifacts") or []
     if not arts:
         raise BadInput(f"{build_dir} lists no artifacts")
-    if specs:
-        return [select_artifact(manifest, s) for s in specs]
-    return list(arts)
+    if not specs:
+        return list(arts)
+    chosen: list[dict[str, Any]] = []
+    for spec in specs:
+        hits = [a for a in arts if artifact_matches(a, spec)] or [select_artifact(manifest, spec)]
+        chosen += [a for a in hits if a not in chosen]
+    return sorted(chosen, key=arts.index)
 
 
 def prepare_data(name: str, manifest: dict[str, Any], limit: int | None, out: Path) -> Path:

@@ -9,6 +9,7 @@ import click
 from edgecnn.bench.devices import DEVICE_NAMES
 from edgecnn.commands.common import emit, format_table, handle_errors
 from edgecnn.errors import CheckFailed
+from edgecnn.runtime.backends import BACKENDS
 
 
 @click.command("bench")
@@ -21,6 +22,12 @@ from edgecnn.errors import CheckFailed
 )
 @click.option(
     "--host", "host", default=None, metavar="USER@ADDR[:PORT]", help="Bench on the device over SSH."
+)
+@click.option(
+    "--backend",
+    default=None,
+    type=click.Choice(BACKENDS),
+    help="Runtime backend (default: profile).",
 )
 @click.option(
     "--threads",
@@ -71,6 +78,7 @@ def command(
     models: tuple[str, ...],
     device: str,
     host: str | None,
+    backend: str | None,
     threads: int | None,
     runs: int,
     warmup: int,
@@ -111,6 +119,7 @@ def command(
             m, device=device, runs=runs, warmup=warmup, data=data, host=host, threads=threads,
             artifacts=list(artifacts) or None, estimate=estimate, limit=limit,
             known_hosts=known_hosts, identity=identity, remote_python=remote_python, timeout=timeout,
+            backend=backend,
         )  # fmt: skip
     plot_path = None
     if not no_plot and any(r.get("latencies_ms") for r in rows):

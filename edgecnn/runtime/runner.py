@@ -32,7 +32,7 @@ from edgecnn.runtime.validate import check_onnx_file, check_tflite_file
 BATCH_CHUNK = 64
 
 
-def _matches(art: dict[str, Any], spec: str) -> bool:
+def artifact_matches(art: dict[str, Any], spec: str) -> bool:
     name = Path(art["path"]).name
     fmt, prec = art.get("format", ""), art.get("precision", "")
     return spec in (
@@ -53,7 +53,7 @@ def select_artifact(manifest: dict[str, Any], spec: str | None = None) -> dict[s
     if not arts:
         raise BadInput("the manifest lists no artifacts")
     if spec:
-        hits = [a for a in arts if _matches(a, spec)]
+        hits = [a for a in arts if artifact_matches(a, spec)]
         if not hits:
             names = ", ".join(Path(a["path"]).name for a in arts)
             raise BadInput(f"no artifact matches {spec!r}; the manifest has: {names}")
