@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
 import threading
 import time
@@ -222,7 +223,7 @@ class Daemon:
         systemd.notify(
             "READY=1",
             f"STATUS=serving {self.holder.get().name}",
-            f"MAINPID={__import__('os').getpid()}",
+            f"MAINPID={os.getpid()}",
         )
         wd = systemd.watchdog_interval()
         next_wd = time.monotonic()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,7 +88,9 @@ class OpenCVSource:
         if self.kind == "camera":
             cap = cv2.VideoCapture(self.spec, cv2.CAP_V4L2)
         elif self.kind == "url":
-            cap = cv2.VideoCapture(str(self.spec), cv2.CAP_FFMPEG)
+            # Bounded open/read waits, so a dead stream becomes a retry, not a hang.
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
+            cap = cv2.VideoCapture(str(self.spec), cv2.CAP_FFMPEG, params)
         else:
             cap = cv2.VideoCapture(str(self.spec))
         if not cap.isOpened():
@@ -244,11 +245,6 @@ class Picamera2Source:
             self._cam = None
 
 
-def describe_source(spec: str) -> str:
-    """A short human label for a source spec (for logs and the live page)."""
-    return str(spec)
-
-
 def make_source(
     spec: str,
     size: tuple[int, int],
@@ -287,10 +283,3 @@ def make_source(
     raise BadInput(
         f"source {spec!r} is not a camera index, /dev/videoN, picamera2, URL, video file or image folder"
     )
-
-
-def sleep_until(deadline: float, stop: Any) -> None:
-    """Sleep until `deadline` (monotonic) unless `stop` (an Event) is set first."""
-    delay = deadline - time.monotonic()
-    if delay > 0:
-        stop.wait(delay)
