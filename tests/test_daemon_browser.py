@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from daemon_fixtures import REPO, Served, daemon_build, daemon_video
@@ -21,8 +22,8 @@ def served(tmp_path_factory):
 
 def test_live_page_renders_stream_and_predictions(served):
     sync_api = pytest.importorskip("playwright.sync_api")
-    if not shutil.which("chromium") and not CHROMIUM:
-        pytest.skip("Debian chromium is not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
     out = REPO / "test-artifacts"
     out.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
