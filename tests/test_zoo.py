@@ -40,10 +40,12 @@ def _compile(model, lr: float = 1e-3) -> None:
 
 @pytest.mark.parametrize("arch,alpha", TRANSFER)
 def test_transfer_builds_and_trains_one_step(arch, alpha, digits32):
+    """Every builder with weights=none, trained one step with the base frozen (as a pretrained
+    build is: tracing gradients through a whole backbone costs 4x the CPU, see the next test)."""
     from edgecnn.zoo import build_model
 
     x, y = digits32
-    model = build_model(arch, SHAPE, 10, weights="none", alpha=alpha, dropout=0.0)
+    model = build_model(arch, SHAPE, 10, weights="none", alpha=alpha, freeze=True, dropout=0)
     backbone = model.get_layer("backbone")
     frozen = [w.copy() for w in backbone.get_weights()]
     head = [w.numpy().copy() for w in model.trainable_weights]
@@ -51,7 +53,6 @@ def test_transfer_builds_and_trains_one_step(arch, alpha, digits32):
     hist = model.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=1, verbose=0)
 
     assert np.isfinite(hist.history["loss"][0])
-    # The head learned (a frozen random backbone can give tiny features, so at least the biases move).
     trained = [w.numpy() for w in model.trainable_weights]
     assert len(trained) == len(head) > 0
     assert any(not np.array_equal(a, b) for a, b in zip(head, trained, strict=True))
@@ -59,10 +60,31 @@ def test_transfer_builds_and_trains_one_step(arch, alpha, digits32):
     probs = model.predict(x[:4], verbose=0)
     assert probs.shape == (4, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
-    # BatchNorm (and everything else) behaves the same in training mode: inference mode is baked in.
+    # BatchNorm stays in inference mode even in training mode (no update, same outputs).
     np.testing.assert_array_equal(
         model(x[:4], training=True).numpy(), model(x[:4], training=False).numpy()
     )
+
+
+def test_no_weights_trains_the_backbone_from_scratch(digits32):
+    """weights=none has nothing to keep: the backbone and its BatchNorm statistics train."""
+    import keras
+
+    from edgecnn.zoo import build_model
+
+    x, y = digits32
+    model = build_model("mobilenet", SHAPE, 10, weights="none", alpha=0.25)
+    backbone = model.get_layer("backbone")
+    assert backbone.trainable
+    before = [w.copy() for w in backbone.get_weights()]
+    bn = next(la for la in backbone.layers if isinstance(la, keras.layers.BatchNormalization))
+    mean_before = bn.moving_mean.numpy().copy()
+    _compile(model)
+    model.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=1, verbose=0)
+    after = backbone.get_weights()
+    changed = sum(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    assert changed > len(before) // 2, f"only {changed} of {len(before)} backbone arrays moved"
+    assert not np.array_equal(mean_before, bn.moving_mean.numpy())
 
 
 def test_preprocessing_matches_keras_applications(digits32):
@@ -82,7 +104,7 @@ def test_preprocessing_matches_keras_applications(digits32):
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-def test_local_weights_file_is_loaded(tmp_path):
+def test_local_weights_file_is_loaded(tmp_path, digits32):
     import h5py
     from keras.src.legacy.saving import legacy_h5_format
 
@@ -100,10 +122,20 @@ def test_local_weights_file_is_loaded(tmp_path):
         np.array_equal(a, b) for a, b in zip(source.get_weights(), fresh.get_weights(), strict=True)
     )
     for path in (native, legacy):
-        loaded = build_model("mobilenet_v2", SHAPE, 10, alpha=0.35, weights=str(path))
+        loaded = build_model("mobilenet_v2", SHAPE, 10, alpha=0.35, weights=str(path), dropout=0)
         got = loaded.get_layer("backbone").get_weights()
         assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), got, strict=True))
-        assert not loaded.get_layer("backbone").trainable
+
+    # Pretrained: the base is frozen and BatchNorm runs in inference mode even under fit().
+    x, y = digits32
+    assert not loaded.get_layer("backbone").trainable
+    _compile(loaded)
+    loaded.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=1, verbose=0)
+    after = loaded.get_layer("backbone").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), after, strict=True))
+    np.testing.assert_array_equal(
+        loaded(x[:4], training=True).numpy(), loaded(x[:4], training=False).numpy()
+    )
 
     # A file for another width, or not a weights file at all: one clear error.
     with pytest.raises(BadInput, match="does not fit the mobilenet_v2 backbone"):
@@ -144,7 +176,8 @@ def test_fine_tune_unfreezes_top_layers_but_not_batchnorm(digits32):
     from edgecnn.zoo import build_model, set_fine_tune
 
     x, y = digits32
-    model = build_model("mobilenet_v2", SHAPE, 10, alpha=0.35, head="flatten", l2=1e-4)
+    # freeze=True is what a pretrained (ImageNet / local file) build does.
+    model = build_model("mobilenet_v2", SHAPE, 10, alpha=0.35, head="flatten", l2=1e-4, freeze=True)
     frozen_count = len(model.trainable_weights)
     n = set_fine_tune(model, 20)
     backbone = model.get_layer("backbone")
@@ -166,6 +199,10 @@ def test_fine_tune_unfreezes_top_layers_but_not_batchnorm(digits32):
     after_bn = [w.numpy() for la in bns for w in la.weights]
     assert all(np.array_equal(a, b) for a, b in zip(before_bn, after_bn, strict=True))
     assert set_fine_tune(model, 0) == 0 and not backbone.trainable
+
+    scratch = build_model("mobilenet_v2", SHAPE, 10, alpha=0.35)  # weights=none: all trainable
+    n_all = set_fine_tune(scratch, 20)
+    assert n_all == sum(1 for la in scratch.get_layer("backbone").layers if la.weights)
 
 
 def test_saved_transfer_model_reloads(tmp_path, digits32):
@@ -229,7 +266,9 @@ def test_backbone_macs_match_published_figures():
     from edgecnn.cost import model_cost
     from edgecnn.zoo import build_model
 
-    model = build_model("mobilenet_v2", (224, 224, 3), 1000, alpha=1.0, dense_units=0, dropout=0)
+    model = build_model(
+        "mobilenet_v2", (224, 224, 3), 1000, alpha=1.0, dense_units=0, dropout=0, freeze=True
+    )
     cost = model_cost(model)
     conv_dense = sum(
         r["macs"] for r in cost["layers"] if "Conv" in r["type"] or r["type"] == "Dense"

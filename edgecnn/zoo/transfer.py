@@ -1,9 +1,16 @@
-"""Transfer models: a frozen keras.applications backbone plus a new classifier head.
+"""Transfer models: a keras.applications backbone plus a new classifier head.
 
 Every model takes raw 0-255 RGB pixels; the backbone's own preprocessing is
 a layer in front of it, so converters and the device see one contract. The
-backbone is a nested model named "backbone", called with `training=False`
-so its BatchNorm layers stay in inference mode even while fine-tuning.
+backbone is a nested model named "backbone".
+
+With pretrained weights (ImageNet or a local file) the backbone is frozen and
+called with `training=False`, so its BatchNorm layers stay in inference mode
+even when `set_fine_tune` later unfreezes its top layers. With
+`weights="none"` there is nothing to preserve: a frozen random MobileNet
+gives features of ~1e-10 (BatchNorm's unit moving variance never matches the
+shrinking activations), so the backbone is trained from scratch instead,
+BatchNorm learning its statistics as usual. `freeze=` overrides the choice.
 """
 
 from __future__ import annotations
@@ -186,13 +193,16 @@ def build_transfer(
     dense_units: int = 128,
     dropout: float = 0.2,
     l2: float = 0.0,
+    freeze: bool | None = None,
     **options: Any,
 ) -> Any:
     """A frozen backbone plus a new head (pooling/flatten, dense, dropout, softmax).
 
     `weights`: "imagenet" (keras download), "none" (random init) or a path to
-    a backbone weights file (.h5 / .weights.h5). Extra option for MobileNetV3:
-    `minimalistic`. Unknown options are ignored (recipes share one option set).
+    a backbone weights file (.h5 / .weights.h5). `freeze` (default: frozen
+    iff pretrained) also fixes BatchNorm in inference mode. Extra option for
+    MobileNetV3: `minimalistic`. Unknown options are ignored (recipes share
+    one option set).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if arch not in BACKBONES:
@@ -222,12 +232,16 @@ def build_transfer(
     )
     if isinstance(mode, Path):
         load_backbone_weights(backbone, mode, arch)
-    backbone.trainable = False
+    frozen = mode is not None if freeze is None else bool(freeze)
+    backbone.trainable = not frozen
 
     reg = keras.regularizers.L2(float(l2)) if l2 > 0 else None
     inputs = keras.Input(shape=input_shape, name="image")
     x = _preprocess(arch, inputs)
-    x = backbone(x, training=False)  # BatchNorm stays in inference mode, even when unfrozen
+    if frozen:
+        x = backbone(x, training=False)  # BatchNorm stays in inference mode, even when unfrozen
+    else:
+        x = backbone(x)  # from scratch: BatchNorm follows the training phase
     if head == "avg":
         x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     elif head == "max":
@@ -256,20 +270,24 @@ def get_backbone(model: Any) -> Any:
 
 
 def set_fine_tune(model: Any, n_layers: int) -> int:
-    """Unfreeze the top `n_layers` of the backbone (BatchNorm stays frozen).
+    """Unfreeze the top `n_layers` of a pretrained backbone (BatchNorm stays frozen).
 
     Returns how many backbone layers now have trainable weights. The caller
     must recompile (with a lower learning rate) for the change to take effect.
+    A backbone trained from scratch (every layer trainable, BatchNorm included)
+    is left as it is: freezing its lower layers would only undo training.
     """
     from keras import layers
 
     if n_layers < 0:
         raise BadInput(f"fine-tune layer count must be >= 0, got {n_layers}")
     backbone = get_backbone(model)
+    blocks = backbone.layers
+    if backbone.trainable and all(la.trainable for la in blocks if la.weights):
+        return sum(1 for la in blocks if la.trainable_weights)
     backbone.trainable = n_layers > 0
     if n_layers == 0:
         return 0
-    blocks = backbone.layers
     cut = max(0, len(blocks) - int(n_layers))
     count = 0
     for i, layer in enumerate(blocks):
