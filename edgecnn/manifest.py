@@ -10,7 +10,8 @@
         "input": {"shape": [H, W, C], "layout": "NHWC", "dtype": "float32",
                   "color_order": "RGB" | "GRAY", "pixel_range": [0, 255]},
         "source": {"path": "model.keras", "sha256": str},
-        "data": {...provenance...}, "training": {...provenance...}
+        "data": {...provenance...}, "training": {...provenance...},
+        "cost": {"macs": int, "params": int}   (per image; edgecnn.cost.manifest_cost)
       },
       "artifacts": [
         {"path": "model_int8.tflite", "format": "tflite" | "onnx" | "edgetpu",
