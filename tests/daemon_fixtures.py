@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMES_PER_IMAGE = 3
+ANALYZE = shutil.which("systemd-analyze")
 VIDEO_SIZE = 96
 _lock = threading.Lock()
 
@@ -214,3 +217,42 @@ class Served:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def verify_unit(unit: Path, root: Path) -> None:
+    """`systemd-analyze verify --man=no` inside a scratch root holding the unit's executables.
+
+    The root gets the host's stock units (for the targets the unit names),
+    `kill` (ExecReload) and a stand-in for every absolute ExecStart binary, so
+    the check is about the unit file itself. Any output at all fails.
+    """
+    if ANALYZE is None:
+        pytest.skip("systemd-analyze not installed (Debian package systemd)")
+    text = unit.read_text()
+    (root / "usr/lib/systemd").mkdir(parents=True, exist_ok=True)
+    if not (root / "bin").exists():
+        (root / "bin").symlink_to("usr/bin")
+    shutil.copytree(
+        "/usr/lib/systemd/system",
+        root / "usr/lib/systemd/system",
+        symlinks=True,
+        dirs_exist_ok=True,
+    )
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(shutil.which("kill") or "/usr/bin/kill", root / "usr/bin/kill")
+    for exe in re.findall(r"^Exec\w+=[-@:+!]*(/\S+)", text, flags=re.M):
+        target = root / exe.lstrip("/")
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("#!/bin/sh\n")
+            target.chmod(0o755)
+    dest = root / "etc/systemd/system" / unit.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(text)
+    r = subprocess.run(
+        [ANALYZE, "verify", "--man=no", f"--root={root}", str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(), r.stderr + r.stdout

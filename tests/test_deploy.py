@@ -15,8 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from daemon_fixtures import REPO, Served, daemon_build, daemon_video, free_port, get_json
-from test_device_files import verify_unit
+from daemon_fixtures import (
+    REPO,
+    Served,
+    daemon_build,
+    daemon_video,
+    free_port,
+    get_json,
+    verify_unit,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sshd import SSHServer, sshd_available  # noqa: E402
