@@ -31,7 +31,7 @@ def transfer_model(tmp_path_factory):
     from edgecnn.zoo import build_model
 
     path = tmp_path_factory.mktemp("mnv2") / "model.keras"
-    build_model("mobilenet_v2", (32, 32, 3), 10, alpha=0.35).save(path)
+    build_model("mobilenet_v2", (32, 32, 3), 10, alpha=0.35, freeze=True).save(path)
     return path
 
 
