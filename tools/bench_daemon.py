@@ -297,7 +297,12 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     video = Path(a.video) if a.video else make_video(tmp / "digits.mp4")
-    out: dict = {"model": a.model, "video": str(video), "cpus": os.cpu_count()}
+    out: dict = {
+        "model": a.model,
+        "video": str(video),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),  # other work on the machine skews every figure
+    }
     parts = {p.strip() for p in a.parts.split(",")}
     if "throughput" in parts:
         out["throughput"] = throughput(a.model, video, a.fps_seconds, a.rounds)
@@ -308,6 +313,7 @@ def main() -> None:
     if "rss" in parts:
         out["rss"] = rss_growth(a.model, video, a.rss_frames)
         print("rss", out["rss"], flush=True)
+    out["loadavg_at_end"] = os.getloadavg()
     shutil.rmtree(tmp, ignore_errors=True)
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))

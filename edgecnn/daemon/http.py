@@ -207,8 +207,8 @@ class Handler(BaseHTTPRequestHandler):
             status = fn(query) or 200
         except HTTPError as e:
             status = e.status
-            if e.status in (401, 411, 413):
-                self.close_connection = True  # the body (if any) stays unread
+            if e.status in (401, 411, 413) or self.command == "POST":
+                self.close_connection = True  # the body (if any) may be unread
                 e.headers.setdefault("Connection", "close")
             self._json(e.status, {"error": e.message}, e.headers)
         except (BrokenPipeError, ConnectionResetError):
