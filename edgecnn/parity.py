@@ -360,7 +360,9 @@ def table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "agreement": f"{r['agreement']:.2%}",
                 "mean_kl": f"{r['mean_kl']:.2e}",
                 "max_abs_diff": f"{r['max_abs_diff']:.3f}",
-                "verdict": "pass" if r["passed"] else "FAIL",
+                "verdict": ("pass (fixed)" if r.get("fixed") else "pass")
+                if r["passed"]
+                else "FAIL",
             }
         )
     return rows
