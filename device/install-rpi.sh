@@ -57,6 +57,11 @@ mkdir -p "$ROOT/models/versions"
 python3 -m venv --system-site-packages "$ROOT/venv"
 "$ROOT/venv/bin/pip" install --upgrade pip
 "$ROOT/venv/bin/pip" install "$PIP_SPEC"
+# picamera2 comes from apt and its compiled helpers (simplejpeg) are built against
+# Debian's numpy; if the venv's newer numpy breaks that import, say how to fix it.
+if dpkg -s python3-picamera2 >/dev/null 2>&1 && ! "$ROOT/venv/bin/python" -c "import picamera2" 2>/dev/null; then
+  echo "warning: picamera2 does not import in the venv; try: $ROOT/venv/bin/pip install 'numpy<2'" >&2
+fi
 if id "$DEPLOY_USER" >/dev/null 2>&1; then
   chown -R "$DEPLOY_USER:$DEPLOY_USER" "$ROOT/models"
 fi
