@@ -72,7 +72,15 @@ def test_local_bench_every_artifact(build):
 def test_bench_cli_table_json_histogram(build, tmp_path):
     png = tmp_path / "hist.png"
     out = run_cli(
-        "bench", str(build), "--artifact", "int8", "--runs", "20", "--plot", str(png), "--json"
+        "bench",
+        str(build),
+        "--artifact",
+        "model_int8.tflite",
+        "--runs",
+        "20",
+        "--plot",
+        str(png),
+        "--json",
     )
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
@@ -87,7 +95,7 @@ def test_bench_cli_table_json_histogram(build, tmp_path):
 
 
 def test_min_accuracy_floor_fails_with_exit_1(build):
-    out = run_cli("bench", str(build), "--artifact", "int8", "--runs", "5", "--data", "digits",
+    out = run_cli("bench", str(build), "--artifact", "model_int8.tflite", "--runs", "5", "--data", "digits",
                   "--min-accuracy", "0.9999", "--no-plot")  # fmt: skip
     assert out.returncode == 1 and "below --min-accuracy" in out.stderr
 
@@ -150,7 +158,7 @@ def ssh_args(srv: SSHServer, *extra: str, known_hosts: Path | None = None) -> li
 def test_ssh_bench(build, sshd):
     rows = bench_build(
         build, device="pi4", host=sshd.target, known_hosts=str(sshd.known_hosts), identity=str(sshd.client_key),
-        remote_python=sys.executable, runs=20, warmup=2, data="digits", artifacts=["int8", "model_float32.onnx"],
+        remote_python=sys.executable, runs=20, warmup=2, data="digits", artifacts=["model_int8.tflite", "model_float32.onnx"],
     )  # fmt: skip
     assert [r["artifact"] for r in rows] == ["model_int8.tflite", "model_float32.onnx"]
     for r in rows:
@@ -159,14 +167,22 @@ def test_ssh_bench(build, sshd):
 
 
 def test_ssh_cli_and_errors(build, sshd, tmp_path):
-    ok = run_cli("bench", str(build), "--device", "pi4", "--artifact", "int8", "--runs", "5", "--no-plot",
+    ok = run_cli("bench", str(build), "--device", "pi4", "--artifact", "model_int8.tflite", "--runs", "5", "--no-plot",
                  "--python", sys.executable, *ssh_args(sshd))  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert f"measured on pi4 ({sshd.target})" in ok.stdout
 
     def one_line_error(args: list[str], pattern: str) -> None:
         p = run_cli(
-            "bench", str(build), "--device", "pi4", "--artifact", "int8", "--runs", "3", *args
+            "bench",
+            str(build),
+            "--device",
+            "pi4",
+            "--artifact",
+            "model_int8.tflite",
+            "--runs",
+            "3",
+            *args,
         )
         assert p.returncode == 2, p.stdout + p.stderr
         lines = p.stderr.strip().splitlines()
