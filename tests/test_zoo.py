@@ -78,6 +78,7 @@ def test_no_weights_trains_the_backbone_from_scratch(digits32):
     assert backbone.trainable
     before = [w.copy() for w in backbone.get_weights()]
     bn = next(la for la in backbone.layers if isinstance(la, keras.layers.BatchNormalization))
+    assert bn.momentum == 0.9  # not keras' 0.999: statistics must catch up within an epoch
     mean_before = bn.moving_mean.numpy().copy()
     _compile(model)
     model.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=1, verbose=0)
