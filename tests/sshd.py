@@ -87,7 +87,10 @@ class SSHServer:
                 ]
             )
         )
-        os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
+        try:
+            os.makedirs("/run/sshd", exist_ok=True)  # privilege separation dir (needed as root)
+        except OSError:
+            pass  # not root: sshd runs unprivileged and serves only this user
         self.proc = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", str(config)],
             stdout=subprocess.DEVNULL,
