@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgecnn.commands.common import emit, format_table, handle_errors, quiet_tensorflow
+from edgecnn.commands.common import emit, format_table, handle_errors
 from edgecnn.errors import CheckFailed
 
 
@@ -92,7 +92,8 @@ def command(
         raise BadInput(f"--limit must be positive, got {limit}")
     if not Path(build_dir).is_dir():
         raise BadInput(f"build directory {build_dir} does not exist")
-    quiet_tensorflow()
+    # TensorFlow loads only for the float reference (parity.reference_predict), after the
+    # manifest, sha256 and dataset checks: bad input fails fast.
 
     def progress(msg: str) -> None:
         if not (quiet or as_json):
