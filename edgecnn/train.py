@@ -232,6 +232,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = No
 
     import keras
 
+    from edgecnn.cost import manifest_cost
     from edgecnn.plots import plot_confusion, plot_curves
     from edgecnn.zoo import build_model, is_transfer
 
@@ -277,6 +278,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = No
             labels=data.class_names,
             input_spec=spec,
             source={"path": "model.keras", "sha256": sha256_file(ckpt)},
+            cost=manifest_cost(best),
             data=data.describe(),
             training={
                 **{k: v for k, v in asdict(cfg).items() if k not in ("extra", "verbose")},
