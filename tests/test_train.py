@@ -19,8 +19,8 @@ def test_digits_cnn_reaches_95_percent(digits_cnn):
     assert m["model"]["input"]["pixel_range"] == [0.0, 255.0]
     assert m["model"]["labels"] == [str(i) for i in range(10)]
     assert m["artifacts"] == []
-    # cnn_mnist at 28x28x1: conv1 26*26*32*9 + conv2 11*11*64*288 + fc 1600*128 + 128*10 MACs
-    assert m["model"]["cost"] == {"macs": 194688 + 2230272 + 204800 + 1280, "params": 225034}
+    # cnn_mnist at 28x28x1: rescale 28*28 + conv1 26*26*32*9 + conv2 11*11*64*288 + fc 1600*128 + 128*10
+    assert m["model"]["cost"] == {"macs": 784 + 194688 + 2230272 + 204800 + 1280, "params": 225034}
 
 
 def test_training_outputs(digits_cnn):
