@@ -92,6 +92,11 @@ class Daemon:
         c.close()
         return data
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the daemon process (robust to other load on the machine)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -128,7 +133,7 @@ def offline_fps(model: str, video: Path) -> dict:
     runner.run(runner.preprocess(cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB))[None])  # warm-up
 
     cap = cv2.VideoCapture(str(video))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     while True:
         ok, bgr = cap.read()
@@ -137,6 +142,7 @@ def offline_fps(model: str, video: Path) -> dict:
         runner.run(runner.preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))[None])
         n += 1
     with_decode = n / (time.perf_counter() - t0)
+    per_cpu_s = n / (time.process_time() - c0)
     cap.release()
 
     rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
@@ -144,7 +150,12 @@ def offline_fps(model: str, video: Path) -> dict:
     for f in rgb:
         runner.run(runner.preprocess(f)[None])
     infer_only = len(rgb) / (time.perf_counter() - t0)
-    return {"frames": n, "fps_with_decode": with_decode, "fps_inference_only": infer_only}
+    return {
+        "frames": n,
+        "fps_with_decode": with_decode,
+        "fps_inference_only": infer_only,
+        "frames_per_cpu_s": per_cpu_s,
+    }
 
 
 def daemon_fps(model: str, video: Path, seconds: float, sync: bool) -> dict:
@@ -154,11 +165,13 @@ def daemon_fps(model: str, video: Path, seconds: float, sync: bool) -> dict:
     try:
         while d.health()["inferences"] < 50:
             time.sleep(0.1)
-        h0, t0 = d.health(), time.monotonic()
+        h0, t0, c0 = d.health(), time.monotonic(), d.cpu_seconds()
         time.sleep(seconds)
-        h1, t1 = d.health(), time.monotonic()
+        h1, t1, c1 = d.health(), time.monotonic(), d.cpu_seconds()
+        n = h1["inferences"] - h0["inferences"]
         return {
-            "fps": (h1["inferences"] - h0["inferences"]) / (t1 - t0),
+            "fps": n / (t1 - t0),
+            "frames_per_cpu_s": n / max(1e-9, c1 - c0),
             "captured_fps": (h1["frames"] - h0["frames"]) / (t1 - t0),
             "errors": h1["errors"],
         }
@@ -195,6 +208,11 @@ def throughput(model: str, video: Path, seconds: float, rounds: int) -> dict:
         "daemon_latest_captured_fps": med("latest", "captured_fps"),
         "ratio_sync_vs_offline": med("sync", "fps") / off,
         "ratio_latest_vs_offline": med("latest", "fps") / off,
+        # Frames per CPU-second: what the daemon's machinery costs, independent of other load.
+        "offline_frames_per_cpu_s": med("offline", "frames_per_cpu_s"),
+        "daemon_sync_frames_per_cpu_s": med("sync", "frames_per_cpu_s"),
+        "cpu_efficiency_sync_vs_offline": med("sync", "frames_per_cpu_s")
+        / med("offline", "frames_per_cpu_s"),
     }
 
 

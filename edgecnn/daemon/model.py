@@ -38,14 +38,19 @@ class Loaded:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def info(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "artifact": self.artifact,
-            "backend": self.backend,
-            "input_shape": list(self.shape),
-            "classes": len(self.labels),
-        }
+        """What the API shows about the model (built once: it is read on every frame)."""
+        cached = self.__dict__.get("_info")
+        if cached is None:
+            cached = {
+                "name": self.name,
+                "version": self.version,
+                "artifact": self.artifact,
+                "backend": self.backend,
+                "input_shape": list(self.shape),
+                "classes": len(self.labels),
+            }
+            self.__dict__["_info"] = cached
+        return cached
 
 
 def model_signature(path: str | os.PathLike) -> tuple:

@@ -26,38 +26,51 @@ log = logging.getLogger("edgecnn.daemon.pipeline")
 
 
 class LatestSlot:
-    """A one-frame mailbox: put() overwrites, take() waits for something newer than last time."""
+    """The mailbox between capture and inference.
 
-    def __init__(self) -> None:
+    Live sources use depth 1: put() replaces an untaken frame (counted as
+    dropped), so inference always gets the newest frame and lags at most one.
+    Sync mode (lossless file evaluation) uses a few slots and a capture that
+    waits for space instead of dropping, so inference never waits on a
+    thread wake-up between frames.
+    """
+
+    def __init__(self, depth: int = 1) -> None:
         self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self._taken = True
+        self._q: collections.deque[Frame] = collections.deque()
+        self.depth = max(1, int(depth))
+        self._low = self.depth // 2  # capture resumes at this fill level (fewer wake-ups)
         self.dropped = 0
 
     def put(self, frame: Frame) -> None:
         with self._cond:
-            if not self._taken:
+            if len(self._q) >= self.depth:
+                self._q.popleft()
                 self.dropped += 1
-            self._frame = frame
-            self._taken = False
+            self._q.append(frame)
             self._cond.notify_all()
 
     def take(self, timeout: float) -> Frame | None:
         with self._cond:
-            if self._taken:
+            if not self._q:
                 self._cond.wait(timeout)
-            if self._taken or self._frame is None:
+            if not self._q:
                 return None
-            self._taken = True
-            self._cond.notify_all()  # wakes a sync-mode capture waiting in wait_taken()
-            return self._frame
+            frame = self._q.popleft()
+            if len(self._q) <= self._low:
+                self._cond.notify_all()  # wakes a sync-mode capture waiting in wait_space()
+            return frame
 
-    def wait_taken(self, timeout: float) -> bool:
-        """For lossless (paced=False, sync) file reading: wait until the last frame was consumed."""
+    def wait_space(self, timeout: float) -> bool:
+        """Sync mode: block while the slots are full; True once a put() would not drop."""
         with self._cond:
-            if not self._taken:
-                self._cond.wait(timeout)
-            return self._taken
+            if len(self._q) >= self.depth:
+                self._cond.wait_for(lambda: len(self._q) <= self._low, timeout)
+            return len(self._q) < self.depth
+
+    def empty(self) -> bool:
+        with self._cond:
+            return not self._q
 
 
 @dataclass
@@ -191,7 +204,7 @@ class CaptureWorker(threading.Thread):
             self.c.frames += 1
             self.c.last_frame_t = now
             if self.sync:
-                while not self.slot.wait_taken(0.2):
+                while not self.slot.wait_space(0.2):
                     if self.stop.is_set():
                         return False
             self.slot.put(Frame(image=image, seq=self._seq, pos=pos, t=now))
@@ -231,17 +244,24 @@ class Result:
 
 
 def top_k_of(probs: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
-    """Top-k as dicts, highest first (argpartition, then sort only the k)."""
-    k = max(1, min(int(k), probs.shape[0]))
-    idx = np.argpartition(-probs, k - 1)[:k]
-    idx = idx[np.argsort(-probs[idx], kind="stable")]
+    """Top-k as dicts, highest first; ties keep the lower index.
+
+    A full stable argsort is cheapest for typical class counts (it runs every
+    frame, so it is kept lean); argpartition first for thousands of classes.
+    """
+    n = probs.shape[0]
+    k = max(1, min(int(k), n))
+    if n > 512:
+        part = np.argpartition(-probs, k - 1)[:k]
+        idx = part[np.argsort(-probs[part], kind="stable")]
+    else:
+        idx = np.argsort(-probs, kind="stable")[:k]
+    ids = idx.tolist()
+    scores = probs[idx].tolist()
+    nl = len(labels)
     return [
-        {
-            "index": int(i),
-            "label": labels[i] if i < len(labels) else str(i),
-            "score": round(float(probs[i]), 5),
-        }
-        for i in idx
+        {"index": i, "label": labels[i] if i < nl else str(i), "score": round(sc, 5)}
+        for i, sc in zip(ids, scores, strict=True)
     ]
 
 

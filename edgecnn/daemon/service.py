@@ -79,7 +79,7 @@ class Daemon:
             picamera2_factory=picamera2_factory,
         )
         self.counters = Counters()
-        self.slot = LatestSlot()
+        self.slot = LatestSlot(depth=4 if opts.sync else 1)
         self.metrics = Metrics(self.snapshot)
         self.jpeg_cache = JpegCache()
         self.jsonlog = (
@@ -172,9 +172,8 @@ class Daemon:
     # -- lifecycle -----------------------------------------------------------
     def _source_ended(self) -> None:
         if self.opts.exit_on_end:
-            # Let inference finish the last frame before stopping.
-            self.slot.wait_taken(2.0)
-            deadline = time.monotonic() + 2.0
+            # Let inference finish the frames already captured before stopping.
+            deadline = time.monotonic() + 10.0
             while (
                 time.monotonic() < deadline
                 and self.counters.inferences + self.counters.errors
