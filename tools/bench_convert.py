@@ -35,14 +35,7 @@ MODELS = [
     # name, arch, input shape, build options, train images, epochs
     ("cnn_mnist", "cnn_mnist", (28, 28, 1), {}, 12000, 2),
     ("cnn_cifar10", "cnn_cifar10", (32, 32, 3), {}, 12000, 2),
-    (
-        "mobilenet_v2_0.35_96",
-        "mobilenet_v2",
-        (96, 96, 3),
-        {"alpha": 0.35, "weights": "none"},
-        4000,
-        2,
-    ),
+    ("mobilenet_v2_0.35_96", "mobilenet_v2_flat", (96, 96, 3), {"alpha": 0.35}, 6000, 3),
 ]
 
 
