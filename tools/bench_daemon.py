@@ -12,7 +12,8 @@
 2. Load: N concurrent keep-alive clients POST a real image to /api/predict
    for T seconds against a daemon that is also classifying the video;
    p50/p99 latency, requests/s and failures. Loopback only.
-3. Memory: RSS of the daemon process after a warm-up and after 10,000 more
+3. Paced: the video at its own 30 fps, as from a camera: FPS, drops, CPU.
+4. Memory: RSS of the daemon process after a warm-up and after 10,000 more
    classified frames (`--no-pace`, looped video).
 
 Each measurement runs the daemon in its own process; the offline loop runs
@@ -216,6 +217,24 @@ def throughput(model: str, video: Path, seconds: float, rounds: int) -> dict:
     }
 
 
+def paced(model: str, video: Path, seconds: float) -> dict:
+    """The realistic case: frames arrive at the file's own rate (30 fps), as from a camera."""
+    d = Daemon("--model", model, "--source", str(video), "--loop")
+    try:
+        while d.health()["inferences"] < 10:
+            time.sleep(0.1)
+        h0, t0, c0 = d.health(), time.monotonic(), d.cpu_seconds()
+        time.sleep(seconds)
+        h1, t1, c1 = d.health(), time.monotonic(), d.cpu_seconds()
+        return {
+            "fps": (h1["inferences"] - h0["inferences"]) / (t1 - t0),
+            "dropped": h1["dropped"] - h0["dropped"],
+            "cpu_percent_of_one_core": 100 * (c1 - c0) / (t1 - t0),
+        }
+    finally:
+        d.stop()
+
+
 def load_test(model: str, video: Path, clients: int, seconds: float) -> dict:
     from PIL import Image
 
@@ -309,7 +328,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--load-seconds", type=float, default=60.0)
     ap.add_argument("--rss-frames", type=int, default=10_000)
-    ap.add_argument("--parts", default="throughput,load,rss", help="comma-separated subset to run")
+    ap.add_argument(
+        "--parts", default="throughput,paced,load,rss", help="comma-separated subset to run"
+    )
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
 
@@ -325,6 +346,9 @@ def main() -> None:
     if "throughput" in parts:
         out["throughput"] = throughput(a.model, video, a.fps_seconds, a.rounds)
         print("throughput", out["throughput"], flush=True)
+    if "paced" in parts:
+        out["paced"] = paced(a.model, video, a.fps_seconds)
+        print("paced", out["paced"], flush=True)
     if "load" in parts:
         out["load"] = load_test(a.model, video, a.clients, a.load_seconds)
         print("load", out["load"], flush=True)
