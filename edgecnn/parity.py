@@ -262,6 +262,11 @@ def evaluate(
         plots.mkdir(parents=True, exist_ok=True)
         _confusion(plots, "reference", y, ref_pred, labels, reference["top1"])
 
+    from edgecnn.diagnose import calibration_classes
+
+    # A calibration set that missed classes is worth a warning even when the numbers pass.
+    found = calibration_classes(manifest)
+    calibration_warning = found["message"] if found else None
     rows: list[dict[str, Any]] = []
     predictions: dict[str, np.ndarray] = {}
     for art in arts:
@@ -281,6 +286,8 @@ def evaluate(
         row["drop"] = (reference["top1"] - row["top1"]) * 100
         row["reasons"] = verdict(row, reference["top1"], th)
         row["passed"] = not row["reasons"]
+        if art.get("precision") == "int8" and calibration_warning:
+            row["warnings"] = [calibration_warning]
         if plots:
             row["confusion_png"] = str(
                 _confusion(
@@ -373,6 +380,7 @@ def findings_lines(report: dict[str, Any]) -> list[str]:
     out = []
     for r in report["artifacts"]:
         if r["passed"]:
+            out += [f"{r['artifact']} passes, but warning: {w}" for w in r.get("warnings", [])]
             continue
         out.append(f"{r['artifact']} FAILED: {'; '.join(r['reasons'])}")
         for f in r.get("diagnosis", {}).get("findings", []):

@@ -198,3 +198,26 @@ def test_missing_calibration_classes_are_named(digits_build: Path) -> None:
     m["model"]["optimization"]["calibration"]["class_counts"] = [0] * 3 + [200] + [0] * 6
     found = calibration_classes(m)
     assert found and "missing classes: 9 of 10" in found["message"] and "'3'" in found["message"]
+
+
+def test_single_class_calibration_is_flagged(digits_build: Path, tmp_path: Path) -> None:
+    """int8 calibrated on one class only. On this CNN the numbers may still pass (per-channel
+    weights, ReLU ranges similar across digits), so parity must say so either way."""
+    from edgecnn.data import load_dataset
+    from edgecnn.export.tflite import to_tflite
+    from edgecnn.manifest import load_manifest
+    from edgecnn.zoo.io import load_keras_model
+
+    build = copy_build(digits_build, tmp_path / "single")
+    ds = load_dataset("digits").adapted((28, 28, 1))
+    calib = ds.x_train[ds.y_train == 1][:100].astype(np.float32)
+    opt = load_manifest(build)["model"]["optimization"]
+    opt["calibration"]["class_counts"] = [0, len(calib)] + [0] * 8
+    model = load_keras_model(build / "model.keras")
+    replace_artifact(
+        build, "model_int8.tflite", to_tflite(model, "int8", calib=calib), optimization=opt
+    )
+    r = run_cli("parity", str(build), "--data", "digits", "-q")
+    assert r.returncode in (0, 1), r.stderr
+    assert "calibration set is missing classes: 9 of 10" in r.stdout
+    assert "held only '1'" in r.stdout
