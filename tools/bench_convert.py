@@ -132,10 +132,10 @@ def train(
         base = keras.applications.MobileNetV2(
             input_tensor=x, alpha=opts["alpha"], include_top=False, weights=None, pooling="avg"
         )
-        out = keras.layers.Dense(ds.num_classes, activation="softmax", name="predictions")(
+        probs = keras.layers.Dense(ds.num_classes, activation="softmax", name="predictions")(
             base.output
         )
-        model = keras.Model(inp, out, name="mobilenet_v2_035_96")
+        model = keras.Model(inp, probs, name="mobilenet_v2_035_96")
     else:
         model = build_model(arch, shape, ds.num_classes, **opts)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
