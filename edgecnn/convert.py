@@ -393,6 +393,9 @@ def convert_model(
             "eval_samples": int(len(y_eval)),
         }
         manifest["tools"] = tool_versions()
+        if after.get("macs") is not None:
+            # The cost of what was built (the training fragment's is stale after pruning).
+            manifest["model"]["cost"] = {"macs": after["macs"], "params": after["params"]}
 
         rows: list[dict[str, Any]] = []
         artifacts: list[dict[str, Any]] = []
