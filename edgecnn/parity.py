@@ -493,6 +493,16 @@ def run_parity(
         from edgecnn.parity_fix import fix_build
 
         fix_build(result, build_dir, data_name, split, limit=limit, progress=progress)
+        y = load_eval_data(load_manifest(build_dir), data_name, split)[1]
+        if limit:
+            y = y[stratified_limit(y, limit)]
+        for row in result["artifacts"]:
+            pred = row.pop("_fixed_pred", None)
+            if pred is not None and row.get("confusion_png"):
+                stem = Path(row["artifact"]).name + ".fixed"
+                png = _confusion(Path(row["confusion_png"]).parent, stem, y, pred,
+                                 result["labels"], row["top1"])  # fmt: skip
+                row["confusion_png"] = str(png)
     md_path, js_path = write_reports(result, md)
     result["report"] = str(md_path)
     result["json"] = str(js_path)

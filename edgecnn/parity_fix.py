@@ -322,6 +322,7 @@ def fix_build(
                     row["reasons_before_fix"] = row["reasons"]
                     row["reasons"], row["passed"], row["fixed"] = [], True, True
                     row["size"] = entry["size"]
+                    row["_fixed_pred"] = probs.argmax(axis=1)  # run_parity re-plots its confusion
                     break
             # Leave the working copy as the original for the next artifact.
             shutil.copy2(build / name, work / name)
