@@ -220,7 +220,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = No
     """Train one model into `out` (complete or absent) and return a summary dict."""
     from edgecnn.commands.common import quiet_tensorflow
 
-    quiet_tensorflow()
+    # Everything a user can get wrong is checked before TensorFlow's slow import.
     cfg.validate()
     check_writable_dir(out)
     data = dataset or load_dataset(
@@ -229,12 +229,13 @@ def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = No
     )  # fmt: skip
     shape = default_input_shape(cfg.arch, data.input_shape, cfg.input_size)
     data = data.adapted(shape)
+    quiet_tensorflow()
 
     import keras
 
     from edgecnn.cost import manifest_cost
     from edgecnn.plots import plot_confusion, plot_curves
-    from edgecnn.zoo import build_model, is_transfer
+    from edgecnn.zoo import build_model, is_transfer, load_keras_model
 
     keras.utils.set_random_seed(cfg.seed)
     _deterministic()
@@ -252,7 +253,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = No
         if transfer and cfg.fine_tune_layers > 0 and cfg.fine_tune_epochs > 0:
             from edgecnn.zoo.transfer import set_fine_tune
 
-            model = keras.saving.load_model(ckpt) if ckpt.exists() else model
+            model = load_keras_model(ckpt) if ckpt.exists() else model
             with _strategy(cfg.strategy).scope():
                 n = set_fine_tune(model, cfg.fine_tune_layers)
                 _compile(model, cfg.fine_tune_learning_rate)
@@ -261,7 +262,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = No
             times += more_t
         if not ckpt.exists():  # no epoch improved on nothing: keep the final weights
             model.save(ckpt)
-        best = keras.saving.load_model(ckpt)
+        best = load_keras_model(ckpt)
         probs = best.predict(data.x_test.astype(np.float32), batch_size=256, verbose=0)
         pred = probs.argmax(axis=1)
         test_acc = float((pred == data.y_test).mean())

@@ -26,7 +26,7 @@ def command(recipe: str, out: str | None, stages: str | None, as_json: bool, qui
       edgecnn run models/mnist5k_cnn.toml --out runs/mnist5k
       edgecnn run models/digits_cnn.toml --stages train
     """
-    quiet_tensorflow()
+    quiet_tensorflow(import_now=False)
     from edgecnn.recipe import load_recipe
     from edgecnn.stages import run_recipe
 

@@ -39,7 +39,7 @@ def command(recipe: str | None, out: str, as_json: bool, quiet: bool, augment: b
       edgecnn train --arch cnn_mnist --data digits --epochs 10 --out runs/digits
       edgecnn train --recipe models/mnist5k_cnn.toml --out runs/mnist5k
     """
-    quiet_tensorflow()
+    quiet_tensorflow(import_now=False)
     from edgecnn.recipe import load_recipe
     from edgecnn.train import TrainConfig, train
 
