@@ -136,6 +136,11 @@ def train(
             base.output
         )
         model = keras.Model(inp, probs, name="mobilenet_v2_035_96")
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                # keras' 0.999 leaves the moving statistics (used at inference) far behind
+                # after a few epochs from scratch: validation sits at chance.
+                layer.momentum = 0.9
     else:
         model = build_model(arch, shape, ds.num_classes, **opts)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
