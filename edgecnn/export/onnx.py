@@ -8,15 +8,19 @@ int8 has two routes; the default is "qdq":
 - "qdq" (default): `onnxruntime.quantization.quantize_static` on the float
   ONNX model, QDQ format, per-channel int8 weights, int8 activations,
   calibrated on the same stratified training sample as the TFLite int8 model,
-  after `quant_pre_process` (shape inference + graph fusion). ONNX Runtime
-  fuses QDQ pairs into integer kernels, so this is the fast model on ORT, and
-  its I/O stays float32 like every other ONNX artifact. It is calibrated
-  independently, so it agrees with the TFLite int8 model to within int8
-  rounding, not bit for bit.
+  after `quant_pre_process` (shape inference + graph fusion). It is ONNX
+  Runtime's own path (ORT fuses QDQ pairs into integer kernels), its I/O
+  stays float32 like every other ONNX artifact, and it was never slower than
+  the alternative in tools/bench_convert.py (batch 1, one thread: 0.11 vs
+  0.54 ms cnn_mnist, 0.08 vs 0.23 ms cnn_cifar10, 0.77 vs 0.77 ms
+  MobileNetV2-0.35-96). It is calibrated independently, so it agrees with the
+  TFLite int8 model to within int8 rounding, not bit for bit. (On ORT's CPU at
+  batch 1 int8 is not reliably faster than float32 for models this small;
+  its sure gain is a ~0.27x file.)
 - "tflite": `tf2onnx.convert.from_tflite` on the full-int8 TFLite artifact.
   It reproduces LiteRT's integer arithmetic bit for bit (not on hard-swish
-  models such as MobileNetV3), for when exact host/device agreement matters
-  more than speed; ONNX Runtime runs that graph slowly.
+  models such as MobileNetV3) and keeps LiteRT's int8/uint8 I/O, for when
+  exact host/device agreement matters more than speed.
 """
 
 from __future__ import annotations
