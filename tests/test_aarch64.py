@@ -1,0 +1,33 @@
+"""The device runtime on aarch64 under qemu-user-static agrees with x86-64 (tools/aarch64_smoke.sh)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from daemon_fixtures import daemon_build
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(os.environ.get("EDGECNN_SKIP_AARCH64") == "1", reason="EDGECNN_SKIP_AARCH64=1")
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs Debian's apt for the arm64 sysroot")
+def test_runtime_on_emulated_aarch64_matches_x86(tmp_path_factory):
+    if os.geteuid() != 0 and not shutil.which("qemu-aarch64-static"):
+        pytest.skip("needs root to install qemu-user-static (tools/install-dev.sh does)")
+    build = daemon_build(tmp_path_factory)
+    work = Path(os.environ.get("EDGECNN_AARCH64_WORK", "/tmp/edgecnn-aarch64"))
+    r = subprocess.run(
+        ["bash", str(REPO / "tools" / "aarch64_smoke.sh"), str(build)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "EDGECNN_AARCH64_WORK": str(work)},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+    assert "aarch64: aarch64 litert" in r.stdout
+    assert "top-1 agreement aarch64 vs x86-64: 1.0000" in r.stdout
+    assert "TensorFlow imported on arm: no" in r.stdout
