@@ -236,6 +236,9 @@ def test_structured_pruning_thins_and_recovers_accuracy(
     assert thin.output_shape == (None, 10)
     assert thin.get_layer("conv1").filters == 16 and thin.get_layer("conv2").filters == 32
     assert after["accuracy"] >= trained[1] - 0.02, (after["accuracy"], trained[1])
+    cost = load_manifest(tmp_path / "b")["model"]["cost"]
+    assert cost["params"] == thin.count_params() == after["params"]
+    assert cost["macs"] < 0.5 * before["macs"]
 
 
 def test_filter_pruning_removes_dead_filters_exactly(
