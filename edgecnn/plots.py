@@ -22,7 +22,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     x = np.arange(1, len(rows) + 1)
-    for ax, key in zip(axes, ("loss", "accuracy")):
+    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
         for prefix, style in (("", "-"), ("val_", "--")):
             ys = [r.get(prefix + key) for r in rows]
             if any(v is not None for v in ys):

@@ -93,7 +93,12 @@ class Recipe:
         return self.sections[section]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "stages": self.stages, **self.sections}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "stages": self.stages,
+            **self.sections,
+        }
 
 
 def _check(section: str, key: str, value: Any, where: str) -> Any:
@@ -108,10 +113,14 @@ def _check(section: str, key: str, value: Any, where: str) -> Any:
     return float(value) if types == _NUM else value
 
 
-def recipe_from_dict(raw: dict[str, Any], where: str = "recipe", path: Path | None = None) -> Recipe:
+def recipe_from_dict(
+    raw: dict[str, Any], where: str = "recipe", path: Path | None = None
+) -> Recipe:
     unknown = sorted(set(raw) - TOP_LEVEL)
     if unknown:
-        raise BadInput(f"{where}: unknown field '{unknown[0]}' (known: {', '.join(sorted(TOP_LEVEL))})")
+        raise BadInput(
+            f"{where}: unknown field '{unknown[0]}' (known: {', '.join(sorted(TOP_LEVEL))})"
+        )
     sections: dict[str, dict[str, Any]] = {}
     for section, fields in SCHEMA.items():
         given = raw.get(section, {})
@@ -119,7 +128,9 @@ def recipe_from_dict(raw: dict[str, Any], where: str = "recipe", path: Path | No
             raise BadInput(f"{where}: '{section}' must be a table")
         bad = sorted(set(given) - set(fields))
         if bad:
-            raise BadInput(f"{where}: unknown field '{section}.{bad[0]}' (known: {', '.join(fields)})")
+            raise BadInput(
+                f"{where}: unknown field '{section}.{bad[0]}' (known: {', '.join(fields)})"
+            )
         merged = {k: copy.deepcopy(d) for k, (_t, d) in fields.items()}
         for k, v in given.items():
             merged[k] = _check(section, k, v, where)

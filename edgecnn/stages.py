@@ -79,13 +79,23 @@ def stage_bench(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, A
     from edgecnn.commands.common import format_table
 
     b = recipe["bench"]
-    rows = bench_build(state["build_dir"], device=b["device"], runs=b["runs"], warmup=b["warmup"], threads=b["threads"])
+    rows = bench_build(
+        state["build_dir"],
+        device=b["device"],
+        runs=b["runs"],
+        warmup=b["warmup"],
+        threads=b["threads"],
+    )
     table, cols = table_rows(rows)
     fastest = min((r for r in rows if r.get("ms")), key=lambda r: r["ms"], default=None)
     line = f"{len(rows)} artifacts on {b['device']}"
     if fastest:
         line += f"; fastest {fastest['format']} {fastest['precision']} {fastest['ms']:.3f} ms"
-    return {"result": line, "details": rows, "table": headline(rows) + "\n" + format_table(table, cols)}
+    return {
+        "result": line,
+        "details": rows,
+        "table": headline(rows) + "\n" + format_table(table, cols),
+    }
 
 
 STAGE_FUNCS: dict[str, StageFn] = {
@@ -96,16 +106,24 @@ STAGE_FUNCS: dict[str, StageFn] = {
 }
 
 
-def run_recipe(recipe: Recipe, out: str | Path, stages: list[str] | None = None, verbose: int = 2) -> list[dict[str, Any]]:
+def run_recipe(
+    recipe: Recipe, out: str | Path, stages: list[str] | None = None, verbose: int = 2
+) -> list[dict[str, Any]]:
     """Run the recipe's stages; stop at the first one that fails and report it."""
     out = Path(out)
     wanted = stages or recipe.stages
     for s in wanted:
         if s not in recipe.stages:
-            raise BadInput(f"stage {s!r} is not in recipe {recipe.name!r} (it has: {', '.join(recipe.stages)})")
+            raise BadInput(
+                f"stage {s!r} is not in recipe {recipe.name!r} (it has: {', '.join(recipe.stages)})"
+            )
         if s not in STAGE_FUNCS:
             raise BadInput(f"stage {s!r} is not available in this version of edgecnn")
-    state: dict[str, Any] = {"verbose": verbose, "model_dir": out / "train", "build_dir": out / "build"}
+    state: dict[str, Any] = {
+        "verbose": verbose,
+        "model_dir": out / "train",
+        "build_dir": out / "build",
+    }
     results: list[dict[str, Any]] = []
     for s in wanted:
         t0 = time.perf_counter()
@@ -114,7 +132,9 @@ def run_recipe(recipe: Recipe, out: str | Path, stages: list[str] | None = None,
             status = res.pop("status", "ok")
         except CheckFailed as e:
             res, status = {"result": str(e)}, "failed"
-        results.append({"stage": s, "status": status, "seconds": round(time.perf_counter() - t0, 1), **res})
+        results.append(
+            {"stage": s, "status": status, "seconds": round(time.perf_counter() - t0, 1), **res}
+        )
         if status != "ok":
             break
     return results

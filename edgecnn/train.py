@@ -72,7 +72,9 @@ class TrainConfig:
         if self.l2 < 0:
             raise BadInput(f"l2 must be >= 0, got {self.l2}")
         if self.strategy not in STRATEGIES:
-            raise BadInput(f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+            raise BadInput(
+                f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}"
+            )
         for k in ("rotation", "shift", "zoom"):
             if not 0 <= getattr(self, k) < 1:
                 raise BadInput(f"{k} must be in [0, 1), got {getattr(self, k)}")
@@ -125,7 +127,9 @@ def _augmenter(cfg: TrainConfig, seed: int) -> Any | None:
     if cfg.rotation:
         parts.append(layers.RandomRotation(cfg.rotation, fill_mode="constant", seed=seed))
     if cfg.shift:
-        parts.append(layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=seed))
+        parts.append(
+            layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=seed)
+        )
     if cfg.zoom:
         parts.append(layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=seed))
     return keras.Sequential(parts, name="augment") if parts else None
@@ -139,7 +143,9 @@ def _dataset(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, shuffle: bool, augm
         ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
     ds = ds.batch(cfg.batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b))
     if augment is not None:
-        ds = ds.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -175,12 +181,16 @@ def _compile(model: Any, lr: float) -> None:
     )
 
 
-def _fit(model: Any, cfg: TrainConfig, data: Dataset, epochs: int, ckpt: Path, phase: str) -> tuple[list[dict], list[float]]:
+def _fit(
+    model: Any, cfg: TrainConfig, data: Dataset, epochs: int, ckpt: Path, phase: str
+) -> tuple[list[dict], list[float]]:
     import keras
 
     timer = _EpochTimer.make()
     callbacks = [
-        keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_accuracy", save_best_only=True, verbose=0),
+        keras.callbacks.ModelCheckpoint(
+            str(ckpt), monitor="val_accuracy", save_best_only=True, verbose=0
+        ),
         timer,
     ]
     if cfg.early_stopping > 0:
@@ -216,7 +226,9 @@ def _write_history(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = None) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = None
+) -> dict[str, Any]:
     """Train one model into `out` (complete or absent) and return a summary dict."""
     from edgecnn.commands.common import quiet_tensorflow
 
@@ -239,7 +251,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = No
 
     keras.utils.set_random_seed(cfg.seed)
     _deterministic()
-    model_opts: dict[str, Any] = {"dropout": cfg.dropout, "l2": cfg.l2, "dense_units": cfg.dense_units}
+    model_opts: dict[str, Any] = {
+        "dropout": cfg.dropout,
+        "l2": cfg.l2,
+        "dense_units": cfg.dense_units,
+    }
     transfer = is_transfer(cfg.arch)
     if transfer:
         model_opts.update(weights=cfg.weights, alpha=cfg.alpha, head=cfg.head)
@@ -257,7 +273,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = No
             with _strategy(cfg.strategy).scope():
                 n = set_fine_tune(model, cfg.fine_tune_layers)
                 _compile(model, cfg.fine_tune_learning_rate)
-            more, more_t = _fit(model, cfg, data, cfg.fine_tune_epochs, ckpt, f"fine_tune({n} layers)")
+            more, more_t = _fit(
+                model, cfg, data, cfg.fine_tune_epochs, ckpt, f"fine_tune({n} layers)"
+            )
             rows += more
             times += more_t
         if not ckpt.exists():  # no epoch improved on nothing: keep the final weights
@@ -270,7 +288,13 @@ def train(cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = No
 
         _write_history(tmp / "history.csv", rows)
         plot_curves(rows, tmp / "curves.png", title=f"{cfg.arch} on {cfg.data}")
-        plot_confusion(data.y_test, pred, data.class_names, tmp / "confusion.png", title=f"test accuracy {test_acc:.2%}")
+        plot_confusion(
+            data.y_test,
+            pred,
+            data.class_names,
+            tmp / "confusion.png",
+            title=f"test accuracy {test_acc:.2%}",
+        )
         write_labels(tmp, data.class_names)
         spec = InputSpec.for_shape(shape)
         manifest = new_manifest(

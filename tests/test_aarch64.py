@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.skipif(os.environ.get("EDGECNN_SKIP_AARCH64") == "1", reason="EDGECNN_SKIP_AARCH64=1")
-@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs Debian's apt for the arm64 sysroot")
+@pytest.mark.skipif(
+    shutil.which("apt-get") is None, reason="needs Debian's apt for the arm64 sysroot"
+)
 def test_runtime_on_emulated_aarch64_matches_x86(tmp_path_factory):
     if os.geteuid() != 0 and not shutil.which("qemu-aarch64-static"):
         pytest.skip("needs root to install qemu-user-static (tools/install-dev.sh does)")

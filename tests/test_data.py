@@ -33,7 +33,9 @@ def test_fashion_mnist_official_split():
     from edgecnn.data.sources import FASHION_DEBIAN_DIR
 
     if not FASHION_DEBIAN_DIR.exists():
-        pytest.skip("needs Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
+        pytest.skip(
+            "needs Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"
+        )
     d = load_dataset("fashion_mnist")
     assert len(d.y_test) == 10000 and len(d.y_train) + len(d.y_val) == 60000
     assert d.class_names[9] == "Ankle boot"
@@ -81,7 +83,9 @@ def test_folder_round_trip(tmp_path, digits_data):
     assert total == 36
     # an original 8x8 gray PNG survives exactly (gray replicated into RGB)
     allx = np.concatenate([d.x_train, d.x_val, d.x_test])
-    assert any(np.array_equal(a[..., 0], kept[0]) and np.array_equal(a[..., 1], kept[0]) for a in allx)
+    assert any(
+        np.array_equal(a[..., 0], kept[0]) and np.array_equal(a[..., 1], kept[0]) for a in allx
+    )
 
 
 def test_npz_round_trip(tmp_path, digits_data):
@@ -111,7 +115,9 @@ def test_bad_sources(tmp_path, digits_data, setup, message):
     elif setup == "unreadable":
         _write_folder(root, digits_data, 2)
         (root / "class_0" / "broken.png").write_bytes(b"not an image at all")
-    name = {"unknown": "imagenet42", "missing": f"folder:{tmp_path / 'nope'}"}.get(setup, f"folder:{root}")
+    name = {"unknown": "imagenet42", "missing": f"folder:{tmp_path / 'nope'}"}.get(
+        setup, f"folder:{root}"
+    )
     with pytest.raises(BadInput, match=message):
         load_dataset(name)
 

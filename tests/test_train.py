@@ -24,7 +24,14 @@ def test_digits_cnn_reaches_95_percent(digits_cnn):
 
 
 def test_training_outputs(digits_cnn):
-    for name in ("model.keras", "labels.txt", "manifest.json", "history.csv", "curves.png", "confusion.png"):
+    for name in (
+        "model.keras",
+        "labels.txt",
+        "manifest.json",
+        "history.csv",
+        "curves.png",
+        "confusion.png",
+    ):
         assert (digits_cnn / name).stat().st_size > 0, name
     rows = list(csv.DictReader(open(digits_cnn / "history.csv")))
     assert rows and {"loss", "val_accuracy", "seconds"} <= set(rows[0])
@@ -47,7 +54,9 @@ def test_saved_model_takes_raw_pixels_without_augmentation(digits_cnn, digits_da
 
 
 def test_mnist5k_cnn_reaches_94_percent(mnist5k_cnn):
-    acc = json.loads((mnist5k_cnn / "manifest.json").read_text())["model"]["training"]["test_accuracy"]
+    acc = json.loads((mnist5k_cnn / "manifest.json").read_text())["model"]["training"][
+        "test_accuracy"
+    ]
     assert acc >= 0.94, f"mnist5k test accuracy {acc:.3f}"
 
 

@@ -94,9 +94,9 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
 
     grid = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(g[i]) for g in grid)) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     sep = "  ".join("-" * w for w in widths)
-    body = ["  ".join(v.ljust(w) for v, w in zip(g, widths)) for g in grid]
+    body = ["  ".join(v.ljust(w) for v, w in zip(g, widths, strict=True)) for g in grid]
     return "\n".join([line, sep, *body])
 
 

@@ -12,7 +12,9 @@ from edgecnn.errors import CheckFailed
 
 @click.command("run")
 @click.argument("recipe", default="models/digits_cnn.toml", required=False)
-@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<recipe name>).")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<recipe name>)."
+)
 @click.option("--stages", help="Comma-separated subset of the recipe's stages, e.g. train,convert.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No Keras progress output.")

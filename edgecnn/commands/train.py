@@ -10,9 +10,17 @@ from edgecnn.commands.common import emit, format_table, handle_errors, quiet_ten
 
 
 @click.command("train")
-@click.option("--recipe", type=click.Path(dir_okay=False), help="Recipe TOML (models/*.toml); CLI options override it.")
+@click.option(
+    "--recipe",
+    type=click.Path(dir_okay=False),
+    help="Recipe TOML (models/*.toml); CLI options override it.",
+)
 @click.option("--arch", help="Architecture name, e.g. cnn_mnist, mobilenet_v2.")
-@click.option("--data", "data_name", help="Dataset: digits, mnist5k, fashion_mnist, mnist, cifar10, folder:PATH, npz:PATH.")
+@click.option(
+    "--data",
+    "data_name",
+    help="Dataset: digits, mnist5k, fashion_mnist, mnist, cifar10, folder:PATH, npz:PATH.",
+)
 @click.option("--epochs", type=int, help="Training epochs.")
 @click.option("--batch-size", type=int)
 @click.option("--lr", "learning_rate", type=float, help="Learning rate.")
@@ -21,17 +29,29 @@ from edgecnn.commands.common import emit, format_table, handle_errors, quiet_ten
 @click.option("--alpha", type=float, help="Width multiplier (MobileNets).")
 @click.option("--dropout", type=float)
 @click.option("--l2", type=float)
-@click.option("--augment/--no-augment", default=None, help="Flip/rotate/shift/zoom during training only.")
+@click.option(
+    "--augment/--no-augment", default=None, help="Flip/rotate/shift/zoom during training only."
+)
 @click.option("--early-stopping", type=int, help="Patience in epochs (0 disables).")
-@click.option("--fine-tune-layers", type=int, help="Transfer: unfreeze the top N backbone layers after the head is trained.")
+@click.option(
+    "--fine-tune-layers",
+    type=int,
+    help="Transfer: unfreeze the top N backbone layers after the head is trained.",
+)
 @click.option("--fine-tune-epochs", type=int)
-@click.option("--strategy", type=click.Choice(["default", "mirrored", "multi-worker"]), help="tf.distribute strategy.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["default", "mirrored", "multi-worker"]),
+    help="tf.distribute strategy.",
+)
 @click.option("--seed", type=int)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No Keras progress output.")
 @handle_errors
-def command(recipe: str | None, out: str, as_json: bool, quiet: bool, augment: bool | None, **opts: object) -> None:
+def command(
+    recipe: str | None, out: str, as_json: bool, quiet: bool, augment: bool | None, **opts: object
+) -> None:
     """Train a model and write model.keras, labels.txt, manifest.json, history.csv and plots.
 
     \b
@@ -56,4 +76,20 @@ def command(recipe: str | None, out: str, as_json: bool, quiet: bool, augment: b
         cfg.flip, cfg.rotation, cfg.shift, cfg.zoom = False, 0.0, 0.0, 0.0
     cfg.verbose = 0 if (quiet or as_json) else (1 if sys.stdout.isatty() else 2)
     summary = train(cfg, out)
-    emit(summary, as_json, format_table([summary], ["arch", "data", "epochs_run", "seconds_per_epoch", "best_val_accuracy", "test_accuracy", "params", "out"]))
+    emit(
+        summary,
+        as_json,
+        format_table(
+            [summary],
+            [
+                "arch",
+                "data",
+                "epochs_run",
+                "seconds_per_epoch",
+                "best_val_accuracy",
+                "test_accuracy",
+                "params",
+                "out",
+            ],
+        ),
+    )

@@ -27,7 +27,9 @@ CIFAR10_NAMES = [
     "dog", "frog", "horse", "ship", "truck",
 ]  # fmt: skip
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-OFFLINE_ALTERNATIVES = "digits, mnist5k, fashion_mnist (Debian package dataset-fashion-mnist), folder:PATH or npz:PATH"
+OFFLINE_ALTERNATIVES = (
+    "digits, mnist5k, fashion_mnist (Debian package dataset-fashion-mnist), folder:PATH or npz:PATH"
+)
 
 
 def load_digits() -> Raw:
@@ -35,7 +37,14 @@ def load_digits() -> Raw:
 
     d = sk_digits()
     x = to_uint8_nhwc(d.images, max_value=16.0)
-    return x, d.target.astype(np.int64), None, None, DIGIT_NAMES, {"origin": "sklearn.datasets.load_digits"}
+    return (
+        x,
+        d.target.astype(np.int64),
+        None,
+        None,
+        DIGIT_NAMES,
+        {"origin": "sklearn.datasets.load_digits"},
+    )
 
 
 def load_mnist5k() -> Raw:
@@ -174,7 +183,11 @@ def load_npz(file: str) -> Raw:
 
     y = np.asarray(y).ravel().astype(np.int64)
     n_cls = int(max(y.max(), -1 if yt is None else np.asarray(yt).max())) + 1
-    names = [str(s) for s in data["class_names"]] if "class_names" in data else [str(i) for i in range(n_cls)]
+    names = (
+        [str(s) for s in data["class_names"]]
+        if "class_names" in data
+        else [str(i) for i in range(n_cls)]
+    )
     return (
         prep(x), y, None if xt is None else prep(xt),
         None if yt is None else np.asarray(yt).ravel().astype(np.int64),

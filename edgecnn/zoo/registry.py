@@ -25,8 +25,12 @@ ARCHS: dict[str, ArchInfo] = {
     "vgg16": ArchInfo("vgg16", "transfer", (224, 224, 3), 32),
     "mobilenet": ArchInfo("mobilenet", "transfer", (224, 224, 3), 32, has_alpha=True),
     "mobilenet_v2": ArchInfo("mobilenet_v2", "transfer", (224, 224, 3), 32, has_alpha=True),
-    "mobilenet_v3_small": ArchInfo("mobilenet_v3_small", "transfer", (224, 224, 3), 32, has_alpha=True),
-    "mobilenet_v3_large": ArchInfo("mobilenet_v3_large", "transfer", (224, 224, 3), 32, has_alpha=True),
+    "mobilenet_v3_small": ArchInfo(
+        "mobilenet_v3_small", "transfer", (224, 224, 3), 32, has_alpha=True
+    ),
+    "mobilenet_v3_large": ArchInfo(
+        "mobilenet_v3_large", "transfer", (224, 224, 3), 32, has_alpha=True
+    ),
 }
 
 
@@ -52,7 +56,9 @@ def default_input_shape(
     if info.kind == "seed" and data_shape is not None:
         c = int(data_shape[2])
     if min(h, w) < info.min_side:
-        raise BadInput(f"{arch} needs inputs of at least {info.min_side}x{info.min_side}, got {h}x{w}")
+        raise BadInput(
+            f"{arch} needs inputs of at least {info.min_side}x{info.min_side}, got {h}x{w}"
+        )
     return (h, w, c)
 
 
