@@ -158,8 +158,15 @@ def recipe_from_dict(
 def load_recipe(path: str | Path) -> Recipe:
     """Load a recipe file; a bare name like `digits_cnn` is looked up in models/."""
     p = Path(path)
-    if not p.exists() and p.suffix == "" and (Path("models") / f"{p}.toml").exists():
-        p = Path("models") / f"{p}.toml"
+    if not p.exists() and not p.is_absolute():
+        # A bare name (`digits_cnn`) or the default path, looked up in ./models and then in the
+        # checkout this package was installed from (pip install -e .), so `edgecnn run` works
+        # from any directory.
+        name = p.name if p.suffix == ".toml" else f"{p.name}.toml"
+        for base in (Path("models"), Path(__file__).resolve().parent.parent / "models"):
+            if (base / name).is_file():
+                p = base / name
+                break
     if not p.is_file():
         raise BadInput(f"recipe {str(path)!r} not found")
     try:
