@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,20 +11,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
-
-
-def run_cli(
-    *args: str, timeout: float = 600, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    """The real console entry point in a subprocess: exit codes and stderr as a user sees them."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgecnn.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from daemon_fixtures import daemon_build
 from sshd import SSHServer, sshd_available
 
@@ -20,16 +21,6 @@ from edgecnn.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 STATS = ("min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edgecnn.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
 
 
 @pytest.fixture(scope="session")

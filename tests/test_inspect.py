@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from click.testing import CliRunner
 from PIL import Image
-
-from tests.conftest import run_cli
 
 
 def _inspect(*args: str):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from cli_helpers import run_cli
 from parity_fixtures import (  # noqa: F401  (session fixtures)
     FASHION_SKIP,
     copy_build,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from daemon_fixtures import daemon_build, digits_test
 
 from edgecnn.errors import BadInput
@@ -20,16 +21,6 @@ from edgecnn.manifest import InputSpec, load_manifest, new_manifest, save_manife
 from edgecnn.runtime import Prediction, Runner, dequantize, select_artifact, top_k
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edgecnn.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
 
 
 @pytest.fixture(scope="session")

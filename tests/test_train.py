@@ -7,8 +7,7 @@ import json
 
 import numpy as np
 import pytest
-
-from tests.conftest import run_cli
+from cli_helpers import run_cli
 
 
 def test_digits_cnn_reaches_95_percent(digits_cnn):
