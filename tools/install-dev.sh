@@ -21,5 +21,4 @@ if command -v apt-get >/dev/null; then
   $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
 fi
 
-python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[dev]"
