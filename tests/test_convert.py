@@ -32,20 +32,12 @@ def digits28() -> Any:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory, digits28: Any) -> tuple[Path, float]:
-    """cnn_mnist trained 8 epochs on digits; returns (model.keras path, test accuracy)."""
+def trained(digits_cnn: Path, digits28: Any) -> tuple[Path, float]:
+    """The shared cnn_mnist trained on digits (conftest); returns (model.keras path, test accuracy)."""
     import keras
 
-    from edgecnn.zoo import build_model
-
-    keras.utils.set_random_seed(0)
-    model = build_model("cnn_mnist", SHAPE, 10)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(
-        digits28.x_train.astype("float32"), digits28.y_train, epochs=8, batch_size=64, verbose=0
-    )
-    path = tmp_path_factory.mktemp("trained") / "model.keras"
-    model.save(path)
+    path = digits_cnn / "model.keras"
+    model = keras.saving.load_model(path)
     acc = float(
         (
             model.predict(digits28.x_test.astype("float32"), verbose=0).argmax(1) == digits28.y_test

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -20,7 +21,7 @@ def quiet_tensorflow(import_now: bool = True) -> None:
     """Silence TensorFlow/absl start-up noise before anything imports TensorFlow.
 
     TF 2.21 logs through absl's C++ logger before `TF_CPP_MIN_LOG_LEVEL` is
-    read, so the import itself runs with file descriptor 2 pointed at /dev/null.
+    read, so the import itself runs inside `captured_output` (file descriptors 1 and 2).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -31,24 +32,10 @@ def quiet_tensorflow(import_now: bool = True) -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     if import_now and "tensorflow" not in sys.modules:
-        _import_with_stderr_closed("tensorflow")
+        from edgecnn.export.quiet import captured_output
 
-
-def _import_with_stderr_closed(module: str) -> None:
-    import importlib
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        importlib.import_module(module)
-    except ImportError:
-        pass  # the caller's own import reports it with a proper message
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with captured_output(), contextlib.suppress(ImportError):
+            import tensorflow  # noqa: F401  (the caller's own import reports a missing TF)
 
 
 def fail(message: str, code: int = 2) -> None:
