@@ -21,6 +21,7 @@ import numpy as np
 
 from edgecnn.daemon.model import ModelHolder, predict_probs
 from edgecnn.daemon.sources import Frame, Source, SourceError
+from edgecnn.runtime import top_k
 
 log = logging.getLogger("edgecnn.daemon.pipeline")
 
@@ -244,24 +245,10 @@ class Result:
 
 
 def top_k_of(probs: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
-    """Top-k as dicts, highest first; ties keep the lower index.
-
-    A full stable argsort is cheapest for typical class counts (it runs every
-    frame, so it is kept lean); argpartition first for thousands of classes.
-    """
-    n = probs.shape[0]
-    k = max(1, min(int(k), n))
-    if n > 512:
-        part = np.argpartition(-probs, k - 1)[:k]
-        idx = part[np.argsort(-probs[part], kind="stable")]
-    else:
-        idx = np.argsort(-probs, kind="stable")[:k]
-    ids = idx.tolist()
-    scores = probs[idx].tolist()
-    nl = len(labels)
+    """The runtime's top-k (one implementation), as the JSON dicts the daemon serves."""
     return [
-        {"index": i, "label": labels[i] if i < nl else str(i), "score": round(sc, 5)}
-        for i, sc in zip(ids, scores, strict=True)
+        {"index": p.index, "label": p.label, "score": round(p.score, 5)}
+        for p in top_k(probs, labels, k)
     ]
 
 
