@@ -248,6 +248,12 @@ def load_state_dict(
     return sd, spec
 
 
+def load_backbone_pth(backbone: Any, path: str | os.PathLike) -> None:
+    """Fill a built backbone from an EfficientNet-Lite0 `.pth` (a user's own fine-tuned copy)."""
+    sd, spec = load_state_dict(path)
+    _assign(backbone, backbone_weights(sd, spec))
+
+
 def pretrained_backbone(input_shape: tuple[int, int, int], name: str = "backbone") -> Any:
     """The ImageNet-trained feature extractor, at any input size (convolutions only)."""
     sd, spec = load_state_dict()

