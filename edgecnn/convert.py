@@ -199,7 +199,9 @@ def _calibration_counts(ds: Dataset, n: int, seed: int, classes: int) -> list[in
     diagnosis reads it to recognise calibration that missed classes."""
     from edgecnn.data import calibration_sample
 
-    _, ys = calibration_sample(ds.x_train, ds.y_train, n, seed=seed, num_classes=classes)
+    _, ys = calibration_sample(
+        ds.x_train, ds.y_train, n, seed=seed, num_classes=ds.classes_to_cover
+    )
     return np.bincount(np.asarray(ys, dtype=np.int64), minlength=classes).tolist()
 
 
@@ -293,7 +295,7 @@ def convert_model(
     say("loading data")
     ds = _prepare_data(data, in_shape, classes, seed, fragment)
     labels = list(fragment["model"]["labels"]) if fragment else list(ds.class_names)
-    calib = calibration_images(ds.x_train, ds.y_train, calib_samples, seed, classes)
+    calib = calibration_images(ds.x_train, ds.y_train, calib_samples, seed, ds.classes_to_cover)
     calib_counts = _calibration_counts(ds, calib_samples, seed, classes)
     x_eval, y_eval = _eval_subset(ds, eval_samples, seed)
 

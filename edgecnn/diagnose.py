@@ -167,6 +167,8 @@ def input_range(build: Path, manifest: dict[str, Any], art: dict[str, Any]) -> l
 def calibration_classes(manifest: dict[str, Any]) -> dict[str, Any] | None:
     cal = (manifest["model"].get("optimization") or {}).get("calibration") or {}
     counts = cal.get("class_counts")
+    if (manifest["model"].get("data") or {}).get("label_space"):
+        return None  # e.g. ImageNet-1k checked on a few photos: most classes have no images
     labels = [str(v) for v in manifest["model"]["labels"]]
     if not counts:
         return None

@@ -8,7 +8,8 @@
         "name": str, "arch": str,
         "labels": [str, ...],
         "input": {"shape": [H, W, C], "layout": "NHWC", "dtype": "float32",
-                  "color_order": "RGB" | "GRAY", "pixel_range": [0, 255]},
+                  "color_order": "RGB" | "GRAY", "pixel_range": [0, 255],
+                  "resize": "stretch" | "crop"},
         "source": {"path": "model.keras", "sha256": str},
         "data": {...provenance...}, "training": {...provenance...},
         "cost": {"macs": int, "params": int}   (per image; edgecnn.cost.manifest_cost)
@@ -44,6 +45,7 @@ from edgecnn.fsutil import atomic_write_text
 SCHEMA = "edgecnn.manifest/1"
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.txt"
+RESIZE_MODES = ("stretch", "crop")
 
 
 @dataclass
@@ -55,6 +57,9 @@ class InputSpec:
     pixel_range: list[float] = field(default_factory=lambda: [0.0, 255.0])
     layout: str = "NHWC"
     dtype: str = "float32"
+    # How a frame of another shape is fitted: "stretch" (resize as it is) or "crop"
+    # (centre crop to the model's aspect, then resize: what ImageNet classifiers expect).
+    resize: str = "stretch"
 
     @classmethod
     def for_shape(cls, shape: tuple[int, int, int] | list[int]) -> InputSpec:
@@ -66,15 +71,19 @@ class InputSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
         try:
-            return cls(
+            spec = cls(
                 shape=[int(v) for v in d["shape"]],
                 color_order=str(d.get("color_order", "RGB")),
                 pixel_range=[float(v) for v in d.get("pixel_range", [0, 255])],
                 layout=str(d.get("layout", "NHWC")),
                 dtype=str(d.get("dtype", "float32")),
+                resize=str(d.get("resize", "stretch")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise BadInput(f"manifest input spec is malformed: {e}") from None
+        if spec.resize not in RESIZE_MODES:
+            raise BadInput(f"manifest input resize {spec.resize!r} is not one of {RESIZE_MODES}")
+        return spec
 
 
 def now_iso() -> str:

@@ -124,9 +124,19 @@ def stratified_limit(y: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
 
 
 def as_probabilities(scores: np.ndarray) -> np.ndarray:
-    """Softmax only if the model emits logits (rows that aren't already distributions)."""
+    """Softmax only if the model emits logits (rows that aren't already distributions).
+
+    A quantized softmax output (TFLite fixes its step at 1/256) rounds every
+    small score to zero: over ImageNet's 1000 classes a row may sum to 0.75.
+    Scores within [0, 1] whose rows sum to between 0.5 and 1.05 are therefore
+    taken as probabilities as they are; `compare` normalizes them for the KL.
+    """
     s = np.asarray(scores, dtype=np.float64)
-    if s.size and (s.min() < -1e-3 or np.abs(s.sum(axis=1) - 1).max() > 0.05):
+    sums = s.sum(axis=1) if s.size else np.ones(1)
+    probabilities = s.size == 0 or (
+        s.min() >= -1e-3 and s.max() <= 1 + 1e-3 and sums.min() >= 0.5 and sums.max() <= 1.05
+    )
+    if not probabilities:
         s = np.exp(s - s.max(axis=1, keepdims=True))
         s /= s.sum(axis=1, keepdims=True)
     return s.astype(np.float32)
@@ -424,6 +434,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append("| class | " + " | ".join(names) + " |")
     lines.append("|---" * (len(names) + 1) + "|")
     for i, lab in enumerate(report["labels"]):
+        if all(p[i] is None for p in per):
+            continue  # a label space like ImageNet-1k: list only the classes the data has
         cells = ["-" if p[i] is None else f"{p[i]:.1%}" for p in per]
         lines.append(f"| {lab} | " + " | ".join(cells) + " |")
     if report.get("skipped"):

@@ -53,7 +53,9 @@ def _calibration(manifest: dict[str, Any], data_name: str, shape: list[int]) -> 
     ds = load_dataset(data_name, **args).adapted(tuple(shape))
     cal = (manifest["model"].get("optimization") or {}).get("calibration") or {}
     n = int(cal.get("samples") or 200)
-    return calibration_images(ds.x_train, ds.y_train, n, int(args.get("seed", 0)), ds.num_classes)
+    return calibration_images(
+        ds.x_train, ds.y_train, n, int(args.get("seed", 0)), ds.classes_to_cover
+    )
 
 
 def _converter(model: Any, calib: np.ndarray) -> Any:

@@ -43,12 +43,19 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarr
     return cm
 
 
+MAX_PLOTTED_CLASSES = 40
+
+
 def plot_confusion(
     y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], path: Path, title: str = ""
 ) -> np.ndarray:
     plt = _pyplot()
+    cm = confusion_matrix(y_true, y_pred, len(labels))
+    full = cm
+    if len(labels) > MAX_PLOTTED_CLASSES:  # e.g. ImageNet-1k: plot the classes that occur
+        seen = np.union1d(np.unique(y_true), np.unique(y_pred)).astype(int)
+        cm, labels = cm[np.ix_(seen, seen)], [labels[i] for i in seen]
     n = len(labels)
-    cm = confusion_matrix(y_true, y_pred, n)
     size = max(4.0, 0.5 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(cm, cmap="Blues")
@@ -66,4 +73,4 @@ def plot_confusion(
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-    return cm
+    return full

@@ -25,11 +25,11 @@ def stage_train(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, A
     cfg.verbose = state.get("verbose", 2)
     summary = train(cfg, out / "train")
     state["model_dir"] = out / "train"
-    return {
-        "result": f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs_run']} epochs "
-        f"({summary['seconds_per_epoch']:.2f} s/epoch)",
-        "details": summary,
-    }
+    if summary["epochs_run"]:
+        how = f"after {summary['epochs_run']} epochs ({summary['seconds_per_epoch']:.2f} s/epoch)"
+    else:
+        how = "(pretrained, not trained)"
+    return {"result": f"test accuracy {summary['test_accuracy']:.2%} {how}", "details": summary}
 
 
 def stage_convert(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, Any]:

@@ -61,7 +61,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         get_arch(self.arch)
-        if self.epochs < 1:
+        if self.head == "imagenet":
+            if self.epochs != 0 or self.fine_tune_epochs != 0:
+                raise BadInput(
+                    "head 'imagenet' keeps the ImageNet-trained classifier as it is; "
+                    f"set epochs = 0 (got {self.epochs}) and no fine-tune epochs"
+                )
+        elif self.epochs < 1:
             raise BadInput(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise BadInput(f"batch size must be at least 1, got {self.batch_size}")
@@ -239,6 +245,11 @@ def train(
         cfg.data, val_split=cfg.val_split, test_split=cfg.test_split, seed=cfg.seed,
         limit_train=cfg.limit_train,
     )  # fmt: skip
+    if data.label_space and cfg.epochs > 0:
+        raise BadInput(
+            f"dataset {cfg.data!r} is for checking ImageNet classifiers (head 'imagenet', "
+            "epochs 0), not for training"
+        )
     shape = default_input_shape(cfg.arch, data.input_shape, cfg.input_size)
     data = data.adapted(shape)
     quiet_tensorflow()
@@ -265,7 +276,8 @@ def train(
         with _strategy(cfg.strategy).scope():
             model = build_model(cfg.arch, shape, data.num_classes, **model_opts)
             _compile(model, cfg.learning_rate)
-        rows, times = _fit(model, cfg, data, cfg.epochs, ckpt, "train")
+        # epochs == 0: a pretrained classifier used as it is (head "imagenet")
+        rows, times = _fit(model, cfg, data, cfg.epochs, ckpt, "train") if cfg.epochs else ([], [])
         if transfer and cfg.fine_tune_layers > 0 and cfg.fine_tune_epochs > 0:
             from edgecnn.zoo.transfer import set_fine_tune
 
@@ -286,8 +298,9 @@ def train(
         test_acc = float((pred == data.y_test).mean())
         train_seconds = time.perf_counter() - t0
 
-        _write_history(tmp / "history.csv", rows)
-        plot_curves(rows, tmp / "curves.png", title=f"{cfg.arch} on {cfg.data}")
+        if rows:
+            _write_history(tmp / "history.csv", rows)
+            plot_curves(rows, tmp / "curves.png", title=f"{cfg.arch} on {cfg.data}")
         plot_confusion(
             data.y_test,
             pred,
@@ -297,6 +310,8 @@ def train(
         )
         write_labels(tmp, data.class_names)
         spec = InputSpec.for_shape(shape)
+        if cfg.head == "imagenet":
+            spec.resize = "crop"  # as the ImageNet classifier was evaluated: centre crop
         manifest = new_manifest(
             name=cfg.name or f"{cfg.arch}_{cfg.data.split(':')[0]}",
             arch=cfg.arch,

@@ -27,6 +27,11 @@ from edgecnn.commands.common import emit, format_table, handle_errors, quiet_ten
 @click.option("--input-size", type=int, help="Square input side (default: the architecture's).")
 @click.option("--weights", help="Transfer backbones: imagenet, none, or a weights file.")
 @click.option("--alpha", type=float, help="Width multiplier (MobileNets).")
+@click.option(
+    "--head",
+    type=click.Choice(["avg", "max", "flatten", "imagenet"]),
+    help="Transfer head; 'imagenet' keeps efficientnet_lite0's 1000-class classifier (--epochs 0).",
+)
 @click.option("--dropout", type=float)
 @click.option("--l2", type=float)
 @click.option(
@@ -58,6 +63,8 @@ def command(
     Examples:
       edgecnn train --arch cnn_mnist --data digits --epochs 10 --out runs/digits
       edgecnn train --recipe models/mnist5k_cnn.toml --out runs/mnist5k
+      edgecnn train --arch efficientnet_lite0 --weights imagenet --data mnist5k \\
+          --input-size 96 --epochs 5 --out runs/effl0
     """
     quiet_tensorflow(import_now=False)
     from edgecnn.recipe import load_recipe

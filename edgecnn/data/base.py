@@ -25,10 +25,18 @@ class Dataset:
     y_test: np.ndarray
     source: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    # True when class_names is a model's whole label space (ImageNet-1k) and only
+    # some classes have images: calibration then cannot (and need not) cover them all.
+    label_space: bool = False
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def classes_to_cover(self) -> int | None:
+        """How many classes int8 calibration must include (None: those present)."""
+        return None if self.label_space else self.num_classes
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -55,6 +63,7 @@ class Dataset:
             y_test=self.y_test,
             source=self.source,
             provenance={**self.provenance, "adapted_to": list(shape)},
+            label_space=self.label_space,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -66,6 +75,7 @@ class Dataset:
             "train": int(len(self.y_train)),
             "val": int(len(self.y_val)),
             "test": int(len(self.y_test)),
+            **({"label_space": True} if self.label_space else {}),
             **self.provenance,
         }
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgecnn.data import sources
+from edgecnn.data import faces, photos, sources
 from edgecnn.data.base import Dataset, stratified_split
 from edgecnn.errors import BadInput
 
@@ -16,6 +16,8 @@ _FIXED: dict[str, Callable[[], sources.Raw]] = {
     "fashion_mnist": sources.load_fashion_mnist,
     "mnist": sources.load_mnist,
     "cifar10": sources.load_cifar10,
+    "lfw_subset": faces.load_lfw_subset,
+    "imagenet_photos": photos.load_imagenet_photos,
 }
 _PREFIXED: dict[str, Callable[[str], sources.Raw]] = {
     "folder": sources.load_folder,
@@ -67,4 +69,5 @@ def load_dataset(
         y_test=yt,
         source=str(info.get("origin", "")),
         provenance={"seed": seed, "val_split": val_split},
+        label_space=bool(info.get("label_space", False)),
     )

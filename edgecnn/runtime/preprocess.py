@@ -47,9 +47,28 @@ def to_uint8_image(image: Any) -> np.ndarray:
     return arr
 
 
-def fit_image(arr: np.ndarray, shape: tuple[int, int, int], color_order: str = "RGB") -> np.ndarray:
-    """Resize (bilinear) and convert channels to the model's HxWxC."""
+def centre_crop(arr: np.ndarray, aspect: float) -> np.ndarray:
+    """The largest centred window of `arr` with width/height `aspect`."""
+    ih, iw = arr.shape[:2]
+    if iw > ih * aspect:
+        cw = max(1, round(ih * aspect))
+        return arr[:, (iw - cw) // 2 : (iw - cw) // 2 + cw]
+    ch = max(1, round(iw / aspect))
+    return arr[(ih - ch) // 2 : (ih - ch) // 2 + ch]
+
+
+def fit_image(
+    arr: np.ndarray, shape: tuple[int, int, int], color_order: str = "RGB", resize: str = "stretch"
+) -> np.ndarray:
+    """Resize (bilinear) and convert channels to the model's HxWxC.
+
+    `resize="crop"` first takes the centred window of the model's aspect, so a
+    4:3 camera frame is not squashed into a square model (ImageNet classifiers
+    are trained on centre crops); "stretch" resizes the whole frame.
+    """
     h, w, c = shape
+    if resize == "crop" and arr.shape[:2] != (h, w):
+        arr = centre_crop(arr, w / h)
     ic = arr.shape[2]
     if arr.shape[:2] != (h, w):
         from PIL import Image

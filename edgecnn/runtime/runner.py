@@ -204,9 +204,8 @@ class Runner:
 
     def preprocess(self, image: Any) -> np.ndarray:
         """One image (any size, gray/RGB/RGBA, uint8 or PIL) -> one model-ready example."""
-        arr = fit_image(
-            to_uint8_image(image), tuple(self.input_spec.shape), self.input_spec.color_order
-        )
+        spec = self.input_spec
+        arr = fit_image(to_uint8_image(image), tuple(spec.shape), spec.color_order, spec.resize)
         return self._to_model(arr[None])[0]
 
     def _to_model(self, x: np.ndarray) -> np.ndarray:
