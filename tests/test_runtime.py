@@ -346,3 +346,25 @@ def test_predict_cli(build, digits, tmp_path):
             and p.stderr.startswith("error:")
             and len(p.stderr.strip().splitlines()) == 1
         )
+
+
+def test_fit_image_crop_keeps_the_centre():
+    """`resize: crop` drops the sides of a wide frame (ImageNet models); `stretch` squashes them."""
+    from edgecnn.runtime.preprocess import fit_image
+
+    frame = np.zeros((60, 120, 3), np.uint8)
+    frame[:, 30:90] = 200  # a bright centre square between dark side bands
+    cropped = fit_image(frame, (30, 30, 3), "RGB", "crop")
+    stretched = fit_image(frame, (30, 30, 3), "RGB", "stretch")
+    assert cropped.shape == stretched.shape == (30, 30, 3)
+    assert cropped.min() == 200  # only the centre square is left
+    assert stretched[:, 0].max() == 0 and stretched[:, 15].min() == 200
+    tall = fit_image(frame.transpose(1, 0, 2), (30, 30, 3), "RGB", "crop")
+    assert tall.min() == 200
+
+
+def test_resize_mode_in_the_manifest():
+    assert InputSpec.from_dict({"shape": [8, 8, 1]}).resize == "stretch"
+    assert InputSpec.from_dict({"shape": [8, 8, 1], "resize": "crop"}).resize == "crop"
+    with pytest.raises(BadInput, match="resize 'zoom'"):
+        InputSpec.from_dict({"shape": [8, 8, 1], "resize": "zoom"})
