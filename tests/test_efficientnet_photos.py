@@ -126,3 +126,19 @@ def test_bad_input_is_one_line(tmp_path, args, message):
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_weights_that_do_not_fit_the_model_are_refused():
+    """A checkpoint whose channels differ from the built network: one line, nothing half-set."""
+    from dataclasses import replace
+
+    from edgecnn.errors import BadInput
+    from edgecnn.zoo import efficientnet_lite as lite
+
+    sd, spec = lite.load_state_dict()
+    narrow = replace(spec, stem=16, blocks=((16, 16, 16), *spec.blocks[1:]))
+    backbone = lite.build_backbone((64, 64, 3), narrow)
+    with pytest.raises(
+        BadInput, match=r"checkpoint weights for stem_conv have shapes \[\(3, 3, 3, 32\)\]"
+    ):
+        lite._assign(backbone, lite.backbone_weights(sd, spec))
