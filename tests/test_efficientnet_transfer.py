@@ -1,11 +1,16 @@
 """Transfer learning from the offline ImageNet EfficientNet-Lite0 beats training it from scratch.
 
 Both models go through edgecnn's real training path (`edgecnn.train.train`)
-with the same architecture, data (scikit-image's real LFW face/non-face
-crops, resized to 64x64 RGB), seed and epoch budget; only `weights` differs.
-Measured (tools/transfer_vs_scratch.py, 5 epochs, seeds 0-2): pretrained
-0.975-1.000 test accuracy, scratch 0.500 (it fits the training set in
-training mode but its BatchNorm statistics have not settled after 25 steps).
+with the same architecture, data, seed and epoch budget; only `weights`
+differs. The data is real MNIST (mnist5k, 20 images per class for training,
+1,000 test images) resized to 64x64 RGB: small enough that pretrained
+features matter, with enough steps per epoch (25) that the scratch net is
+past its BatchNorm warm-up and really learning. Measured by
+tools/transfer_vs_scratch.py at 5 epochs, seeds 0-2: pretrained
+0.725-0.782 test accuracy, scratch 0.474-0.494 (gap +0.233..+0.308).
+
+The fine-tune phase and the lfw_subset data (scikit-image's LFW faces) are
+checked on its 200 LFW crops, the cheapest real set to train on.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = "lfw_subset"
+DATA = "mnist5k"
+LIMIT_TRAIN = 200
 SIZE = 64
 EPOCHS = 5
 SEED = 0
-# Measured gap at 5 epochs: 0.475-0.500 over seeds 0-2; half of it still proves the point.
-MIN_GAP = 0.25
-MIN_TRANSFER_ACC = 0.9
+BATCH = 8
+# Measured at 5 epochs over seeds 0-2: gap 0.233-0.308, pretrained 0.725-0.782,
+# scratch 0.474-0.494. Bounds at about half of those still prove the point.
+MIN_GAP = 0.12
+MIN_TRANSFER_ACC = 0.6
+MIN_SCRATCH_ACC = 0.25  # chance is 0.1: the scratch run learned, it is not a broken baseline
 
 
 def _config(weights: str, **overrides):
@@ -32,11 +41,12 @@ def _config(weights: str, **overrides):
     cfg = TrainConfig(
         arch="efficientnet_lite0",
         data=DATA,
+        limit_train=LIMIT_TRAIN,
         input_size=SIZE,
         epochs=EPOCHS,
         weights=weights,
         seed=SEED,
-        batch_size=32,
+        batch_size=BATCH,
         learning_rate=1e-3,
         dropout=0.2,
         early_stopping=0,  # both get the whole epoch budget
@@ -84,7 +94,7 @@ def pretrained_weights() -> dict[str, list[np.ndarray]]:
 def test_lfw_subset_is_real_faces_and_non_faces():
     from edgecnn.data import load_dataset
 
-    d = load_dataset(DATA)
+    d = load_dataset("lfw_subset")
     assert d.class_names == ["face", "non-face"]
     assert d.x_train.dtype == np.uint8 and d.input_shape == (25, 25, 1)
     assert len(d.y_train) + len(d.y_val) + len(d.y_test) == 200
@@ -99,7 +109,7 @@ def test_lfw_subset_without_scikit_image_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "skimage", None)
     monkeypatch.setitem(sys.modules, "skimage.data", None)
     with pytest.raises(BadInput, match=r"lfw_subset needs scikit-image: pip install scikit-image"):
-        load_dataset(DATA)
+        load_dataset("lfw_subset")
 
 
 def test_pretrained_base_beats_scratch_for_the_same_epochs(runs):
@@ -108,14 +118,14 @@ def test_pretrained_base_beats_scratch_for_the_same_epochs(runs):
         assert s["epochs_run"] == EPOCHS and s["input_shape"] == [SIZE, SIZE, 3]
     assert pre["params"] == scratch["params"]  # same network, only the starting weights differ
     assert pre["test_accuracy"] >= MIN_TRANSFER_ACC, pre
+    assert scratch["test_accuracy"] >= MIN_SCRATCH_ACC, scratch
     gap = pre["test_accuracy"] - scratch["test_accuracy"]
     assert gap >= MIN_GAP, (pre["test_accuracy"], scratch["test_accuracy"])
 
 
 def test_scratch_run_really_trained_the_whole_network(runs, pretrained_weights):
-    """The comparison is fair only if the scratch net learned: it fits its training set."""
+    """The comparison is fair only if the scratch net trained its whole base, not just a head."""
     run, _ = runs["none"]
-    assert float(_history(run)[-1]["accuracy"]) >= 0.8
     trained = _backbone_weights(run)
     assert trained.keys() == pretrained_weights.keys()
     # Its base is its own, not ImageNet's.
@@ -136,7 +146,10 @@ def test_fine_tune_phase_unfreezes_top_layers_only(tmp_path, pretrained_weights)
     """`--fine-tune-layers/--fine-tune-epochs`: the top conv layers move, the rest and BN don't."""
     from edgecnn.train import train
 
-    cfg = _config("imagenet", epochs=1, fine_tune_layers=20, fine_tune_epochs=1)
+    cfg = _config(
+        "imagenet", data="lfw_subset", limit_train=None, batch_size=32, epochs=1,
+        fine_tune_layers=20, fine_tune_epochs=1,
+    )  # fmt: skip
     summary = train(cfg, tmp_path / "ft")
     phases = [r["phase"] for r in _history(tmp_path / "ft")]
     assert phases[0] == "train" and phases[1].startswith("fine_tune(")
