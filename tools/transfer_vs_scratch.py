@@ -6,7 +6,8 @@ trains the same architecture on the same data, seed and epoch budget twice
 through edgecnn's real training path (`edgecnn.train.train`), once from the
 pretrained base (`weights="imagenet"`: frozen base, new head) and once from
 `weights="none"` (whole net from scratch), and prints test accuracy and
-seconds per epoch for both. Every run is its own process, so TensorFlow's
+seconds per epoch for both. Variant `finetune` spends the same epoch budget
+as half head training, half fine-tuning the backbone's top layers. Every run is its own process, so TensorFlow's
 thread pools and graph caches of one run don't colour the next one's timing.
 
     python tools/transfer_vs_scratch.py          # mnist5k, 200 train images, 64 px, batch 8, 5/10/20 epochs, 3 seeds
@@ -33,18 +34,28 @@ from pathlib import Path
 from typing import Any
 
 ARCH = "efficientnet_lite0"
-WEIGHTS = ("imagenet", "none")
+VARIANTS = ("imagenet", "none", "finetune")
+LABELS = {
+    "imagenet": "imagenet (frozen base)",
+    "none": "none (scratch)",
+    "finetune": "imagenet + fine-tune",
+}
 
 
-def run_one(args: argparse.Namespace, weights: str, epochs: int, seed: int) -> dict[str, Any]:
+def run_one(args: argparse.Namespace, variant: str, epochs: int, seed: int) -> dict[str, Any]:
     """One training run in this process; returns the figures the table needs."""
     from edgecnn.train import TrainConfig, train
 
+    weights = "none" if variant == "none" else "imagenet"
+    ft_epochs = epochs - epochs // 2 if variant == "finetune" else 0
     cfg = TrainConfig(
         arch=ARCH,
         data=args.data,
         input_size=args.input_size,
-        epochs=epochs,
+        epochs=epochs - ft_epochs,
+        fine_tune_layers=args.fine_tune_layers if ft_epochs else 0,
+        fine_tune_epochs=ft_epochs,
+        fine_tune_learning_rate=args.fine_tune_lr,
         limit_train=args.limit_train or None,
         weights=weights,
         seed=seed,
@@ -64,7 +75,7 @@ def run_one(args: argparse.Namespace, weights: str, epochs: int, seed: int) -> d
     vals = [float(r["val_accuracy"]) for r in history]
     steady = secs[1:] or secs  # the first epoch also traces the graph
     return {
-        "weights": weights,
+        "variant": variant,
         "epochs": epochs,
         "seed": seed,
         "test_accuracy": summary["test_accuracy"],
@@ -77,14 +88,20 @@ def run_one(args: argparse.Namespace, weights: str, epochs: int, seed: int) -> d
     }
 
 
-def run_child(args: argparse.Namespace, weights: str, epochs: int, seed: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", weights, str(epochs), str(seed)]
+def run_child(args: argparse.Namespace, variant: str, epochs: int, seed: int) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", variant, str(epochs), str(seed)]
     cmd += ["--data", args.data, "--input-size", str(args.input_size)]
     cmd += ["--batch-size", str(args.batch_size), "--lr", str(args.lr)]
     cmd += ["--dropout", str(args.dropout), "--limit-train", str(args.limit_train)]
+    cmd += [
+        "--fine-tune-layers",
+        str(args.fine_tune_layers),
+        "--fine-tune-lr",
+        str(args.fine_tune_lr),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"run {weights}/{epochs}/{seed} failed:\n{out.stderr[-2000:]}")
+        raise SystemExit(f"run {variant}/{epochs}/{seed} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -97,7 +114,7 @@ def _mean_sd(values: list[float]) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     cols = [
         "epochs",
-        "weights",
+        "variant",
         "seeds",
         "test acc (mean ± sd)",
         "min..max",
@@ -108,8 +125,8 @@ def table(results: list[dict[str, Any]]) -> str:
     rows = []
     for epochs in sorted({r["epochs"] for r in results}):
         accs: dict[str, list[float]] = {}
-        for w in WEIGHTS:
-            rs = [r for r in results if r["epochs"] == epochs and r["weights"] == w]
+        for w in VARIANTS:
+            rs = [r for r in results if r["epochs"] == epochs and r["variant"] == w]
             if not rs:
                 continue
             acc = [r["test_accuracy"] for r in rs]
@@ -117,7 +134,7 @@ def table(results: list[dict[str, Any]]) -> str:
             rows.append(
                 [
                     str(epochs),
-                    "imagenet (frozen base)" if w == "imagenet" else "none (scratch)",
+                    LABELS[w],
                     str(len(rs)),
                     _mean_sd(acc),
                     f"{min(acc):.3f}..{max(acc):.3f}",
@@ -126,10 +143,12 @@ def table(results: list[dict[str, Any]]) -> str:
                     f"{statistics.median(r['wall_s'] for r in rs):.1f}",
                 ]
             )
-        if len(accs) == 2:
-            gaps = [a - b for a, b in zip(accs["imagenet"], accs["none"], strict=True)]
+        for w in ("imagenet", "finetune"):
+            if w not in accs or "none" not in accs:
+                continue
+            gaps = [a - b for a, b in zip(accs[w], accs["none"], strict=True)]
             rows.append(
-                [str(epochs), "gap (pretrained - scratch)", str(len(gaps)), _mean_sd(gaps)]
+                [str(epochs), f"gap ({w} - scratch)", str(len(gaps)), _mean_sd(gaps)]
                 + [f"{min(gaps):+.3f}..{max(gaps):+.3f}", "", "", ""]
             )
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
@@ -149,19 +168,31 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument(
+        "--variants", default="imagenet,none", help="comma-separated: imagenet, none, finetune"
+    )
+    p.add_argument("--fine-tune-layers", type=int, default=60, help="finetune: top backbone layers")
+    p.add_argument("--fine-tune-lr", type=float, default=1e-4)
     p.add_argument("--json", action="store_true", help="print every run as JSON")
     p.add_argument(
-        "--child", nargs=3, metavar=("WEIGHTS", "EPOCHS", "SEED"), help=argparse.SUPPRESS
+        "--child", nargs=3, metavar=("VARIANT", "EPOCHS", "SEED"), help=argparse.SUPPRESS
     )
     args = p.parse_args()
     if args.child:
         w, e, s = args.child
         print(json.dumps(run_one(args, w, int(e), int(s))))
         return
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    budgets = [int(v) for v in args.epochs.split(",")]
+    if "finetune" in variants and min(budgets) < 2:
+        p.error("variant finetune needs at least 2 epochs (half head training, half fine-tuning)")
     results = []
-    for epochs in (int(v) for v in args.epochs.split(",")):
+    for epochs in budgets:
         for seed in (int(v) for v in args.seeds.split(",")):
-            for w in WEIGHTS:
+            for w in variants:
                 r = run_child(args, w, epochs, seed)
                 results.append(r)
                 print(
