@@ -19,7 +19,8 @@ from edgecnn.commands.common import emit, format_table, handle_errors, quiet_ten
 @click.option(
     "--data",
     "data_name",
-    help="Dataset: digits, mnist5k, fashion_mnist, mnist, cifar10, folder:PATH, npz:PATH.",
+    help="Dataset: digits, mnist5k, fashion_mnist, mnist, cifar10, lfw_subset, imagenet_photos, "
+    "folder:PATH, npz:PATH.",
 )
 @click.option("--epochs", type=int, help="Training epochs.")
 @click.option("--batch-size", type=int)

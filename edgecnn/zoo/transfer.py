@@ -116,11 +116,11 @@ def _weights_mode(weights: str | None, arch: str = "") -> str | Path | None:
     if str(weights).lower() == "imagenet":
         return "imagenet"
     p = Path(weights).expanduser()
-    if not p.is_file():
-        raise BadInput(f"weights file not found: {p} (use 'imagenet', 'none' or a .h5 file)")
     suffixes = (".h5", ".hdf5", ".pth") if arch == "efficientnet_lite0" else (".h5", ".hdf5")
+    kinds = ".h5, .weights.h5 or a PyTorch .pth" if ".pth" in suffixes else ".h5 or .weights.h5"
+    if not p.is_file():
+        raise BadInput(f"weights file not found: {p} (use 'imagenet', 'none' or a {kinds} file)")
     if not p.name.endswith(suffixes):
-        kinds = ".h5, .weights.h5 or a PyTorch .pth" if ".pth" in suffixes else ".h5 or .weights.h5"
         raise BadInput(f"weights file must be {kinds}, got {p.name}")
     return p
 
