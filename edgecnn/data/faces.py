@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecnn.data.base import to_uint8_nhwc
+from edgecnn.data.photos import skimage_data
 from edgecnn.errors import BadInput
 
 LFW_NAMES = ["face", "non-face"]
@@ -21,14 +22,9 @@ LFW_PER_CLASS = 100
 
 def load_lfw_subset() -> tuple:
     """Raw data (see edgecnn.data.sources.Raw): 200 gray 25x25 images, labels 0=face, 1=non-face."""
+    data = skimage_data("lfw_subset")
     try:
-        import skimage.data
-    except ImportError:
-        raise BadInput(
-            "lfw_subset needs scikit-image: pip install scikit-image (or edgecnn[train])"
-        ) from None
-    try:
-        images = np.asarray(skimage.data.lfw_subset())
+        images = np.asarray(data.lfw_subset())
     except Exception as e:  # noqa: BLE001 - a broken or partial install surfaces in many ways
         raise BadInput(f"scikit-image's lfw_subset is not available: {e}") from None
     if images.shape != (2 * LFW_PER_CLASS, 25, 25):

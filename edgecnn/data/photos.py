@@ -16,10 +16,13 @@ and `train` refuses to fit on it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PIL import Image
 
 from edgecnn.errors import BadInput
+from edgecnn.runtime.preprocess import fit_image
 
 # scikit-image loader name -> ImageNet short label (see edgecnn.zoo.imagenet)
 PHOTO_LABELS: dict[str, str] = {"coffee": "espresso", "chelsea": "tabby", "rocket": "missile"}
@@ -33,16 +36,22 @@ SIDE = 224  # stored size; datasets are resized to the model's input on use
 VIEW_SCALES = (0.9, 0.75, 0.6)  # side of an off-centre square, as a share of the short side
 
 
-def load_photo(name: str) -> np.ndarray:
-    """One scikit-image photo as HxWx3 uint8 RGB."""
+def skimage_data(dataset: str) -> Any:
+    """`skimage.data`, or a one-line BadInput naming the dataset that needs it."""
     try:
         import skimage.data
     except ImportError:
         raise BadInput(
-            "imagenet_photos needs scikit-image: pip install scikit-image (or edgecnn[train])"
+            f"{dataset} needs scikit-image: pip install scikit-image (or edgecnn[train])"
         ) from None
+    return skimage.data
+
+
+def load_photo(name: str) -> np.ndarray:
+    """One scikit-image photo as HxWx3 uint8 RGB."""
+    data = skimage_data("imagenet_photos")
     try:
-        img = np.asarray(getattr(skimage.data, name)())
+        img = np.asarray(getattr(data, name)())
     except Exception as e:  # a photo fetched over the network fails offline
         raise BadInput(f"scikit-image photo {name!r} is not available: {e}") from None
     if img.ndim == 2:
@@ -56,10 +65,9 @@ def square(img: np.ndarray, side: int, top: int, left: int, out: int = SIDE) -> 
 
 
 def centre_square(img: np.ndarray, out: int = SIDE) -> np.ndarray:
-    """The largest centred square, resized: how the photo check and the video frames see it."""
-    h, w = img.shape[:2]
-    s = min(h, w)
-    return square(img, s, (h - s) // 2, (w - s) // 2, out)
+    """The largest centred square, resized: the runtime's own `resize: crop`, so the photo
+    check sees exactly what the device and the daemon feed the model."""
+    return fit_image(img, (out, out, 3), "RGB", "crop")
 
 
 def _views(img: np.ndarray) -> list[np.ndarray]:
