@@ -23,13 +23,12 @@ onnxruntime). Backends, in the order `backend="auto"` tries them for a .tflite:
 """
 
 from edgecnn.runtime.preprocess import Prediction, dequantize, top_k
-from edgecnn.runtime.runner import Runner, edgetpu_available, resolve, select_artifact
+from edgecnn.runtime.runner import Runner, resolve, select_artifact
 
 __all__ = [
     "Prediction",
     "Runner",
     "dequantize",
-    "edgetpu_available",
     "resolve",
     "select_artifact",
     "top_k",

@@ -1,47 +1,41 @@
 """Interpreters behind one small interface: LiteRT, tflite-runtime, Edge TPU, ONNX Runtime.
 
-No TensorFlow: LiteRT (`ai-edge-litert`) is the TFLite interpreter as its own
-wheel; `tflite-runtime` is its predecessor (last release 2.14, needs numpy<2).
+This module holds the only interpreter and inference-session factories in edgecnn:
+`tflite_interpreter` and `onnx_session`. Every caller (the runner, parity's per-layer
+diagnosis, MAC counting, the Edge TPU check, manifest I/O) gets its interpreter here.
+
+Models are loaded from bytes read into memory, never memory-mapped from the file: an
+interpreter that maps its file dies with SIGBUS when the file is truncated under it
+(a served model rewritten in place). The bytes that were validated are the bytes
+that run.
+
+No TensorFlow: LiteRT (`ai-edge-litert`) is the TFLite interpreter as its own wheel;
+`tflite-runtime` is its predecessor (last release 2.14, needs numpy<2).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
-import os
-import sys
-import tempfile
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgecnn.errors import BadInput
+from edgecnn.quiet import native_info_filtered
 
-BACKENDS = ("auto", "litert", "tflite_runtime", "edgetpu", "onnxruntime")
 EDGETPU_LIB = "libedgetpu.so.1"
 EDGETPU_INSTALL = "sudo apt-get install libedgetpu1-std (Coral apt repo)"
 LITERT_INSTALL = "pip install 'edgecnn[device]' (or: pip install ai-edge-litert)"
 ORT_INSTALL = "pip install onnxruntime"
-
-
-def edgetpu_library_error() -> str | None:
-    """Why libedgetpu cannot be loaded, or None if it can.
-
-    Checked with ctypes before LiteRT's `load_delegate`: a failing `load_delegate`
-    leaves a half-built Delegate whose __del__ prints a stray traceback.
-    """
-    import ctypes
-
-    try:
-        ctypes.CDLL(EDGETPU_LIB)
-        return None
-    except OSError as e:
-        return str(e).splitlines()[0][:120]
+TFLITE_MODULES = {
+    "litert": "ai_edge_litert.interpreter",
+    "tflite_runtime": "tflite_runtime.interpreter",
+}
 
 
 class MissingRuntime(BadInput):
@@ -57,6 +51,19 @@ class TensorInfo:
     zero_point: int
 
 
+def read_model_bytes(path: str | Path) -> bytes:
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise BadInput(f"cannot read {p}: {e.strerror or e}") from None
+
+
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:limit]
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -65,8 +72,8 @@ def _version(dist: str) -> str:
 
 
 def _tflite_runtime_numpy_problem() -> str | None:
-    """tflite-runtime (last release 2.14) is built against numpy 1.x: with numpy 2 it
-    imports, then fails inside the interpreter after printing a long banner. Say so first."""
+    """tflite-runtime 2.14 is built against numpy 1.x: with numpy 2 it imports, then fails
+    inside the interpreter after printing a long banner. Say so first."""
     if int(np.__version__.split(".")[0]) < 2:
         return None
     return (
@@ -77,12 +84,13 @@ def _tflite_runtime_numpy_problem() -> str | None:
 
 def import_tflite_interpreter(prefer: str = "litert") -> tuple[Any, Any, str]:
     """(Interpreter class, load_delegate, backend name), LiteRT first, then tflite-runtime."""
-    order = ["litert", "tflite_runtime"] if prefer != "tflite_runtime" else ["tflite_runtime"]
+    order = ["tflite_runtime"] if prefer == "tflite_runtime" else ["litert", "tflite_runtime"]
     problems = []
     for name in order:
-        module = "ai_edge_litert.interpreter" if name == "litert" else "tflite_runtime.interpreter"
-        if importlib.util.find_spec(module.split(".")[0]) is None:
-            problems.append(f"{module.split('.')[0]} not installed")
+        module = TFLITE_MODULES[name]
+        top = module.split(".")[0]
+        if importlib.util.find_spec(top) is None:
+            problems.append(f"{top} not installed")
             continue
         if name == "tflite_runtime" and (problem := _tflite_runtime_numpy_problem()):
             problems.append(problem)
@@ -91,46 +99,92 @@ def import_tflite_interpreter(prefer: str = "litert") -> tuple[Any, Any, str]:
             mod = importlib.import_module(module)
             return mod.Interpreter, mod.load_delegate, name
         except (ImportError, AttributeError) as e:
-            problems.append(
-                f"{module.split('.')[0]} failed to import: {str(e).splitlines()[0][:120]}"
-            )
+            problems.append(f"{top} failed to import: {_first_line(e, 120)}")
     raise MissingRuntime(
         f"no TFLite interpreter: {'; '.join(problems)}; install with {LITERT_INSTALL}"
     )
 
 
-@contextlib.contextmanager
-def native_info_filtered() -> Iterator[None]:
-    """Drop the native "INFO: Created TensorFlow Lite XNNPACK delegate" line, keep real messages.
+def edgetpu_library_error() -> str | None:
+    """Why libedgetpu cannot be loaded, or None if it can.
 
-    LiteRT logs it from C++ on every interpreter and ignores TF_CPP_MIN_LOG_LEVEL;
-    on a device printing to a console or journal it is noise. Set EDGECNN_VERBOSE=1
-    to see everything.
+    Checked with ctypes before LiteRT's `load_delegate`: a failing `load_delegate`
+    leaves a half-built Delegate whose __del__ prints a stray traceback.
     """
-    if os.environ.get("EDGECNN_VERBOSE"):
-        yield
-        return
+    import ctypes
+
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
+        ctypes.CDLL(EDGETPU_LIB)
+        return None
+    except OSError as e:
+        return _first_line(e, 120)
+
+
+def _edgetpu_delegates(load_delegate: Any, mode: str) -> list[Any]:
+    """[the Edge TPU delegate], or [] with a warning ("prefer") or an error ("require")."""
+    problem = edgetpu_library_error()
+    if problem is None:
         try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            for line in tmp.read().decode("utf-8", "replace").splitlines(keepends=True):
-                if not line.startswith("INFO: "):
-                    sys.stderr.write(line)
+            return [load_delegate(EDGETPU_LIB)]
+        except (ValueError, OSError, RuntimeError) as e:
+            problem = _first_line(e, 120)
+    msg = f"Edge TPU delegate {EDGETPU_LIB} not available ({problem})"
+    if mode == "require":
+        raise BadInput(f"{msg}; install it with {EDGETPU_INSTALL}") from None
+    warnings.warn(f"{msg}; running on the CPU instead", RuntimeWarning, stacklevel=4)
+    return []
+
+
+def tflite_interpreter(
+    model: bytes,
+    *,
+    name: str = "model",
+    threads: int | None = None,
+    prefer: str = "litert",
+    edgetpu: str = "no",  # "no" | "prefer" | "require"
+    preserve_all_tensors: bool = False,
+    allocate: bool = True,
+) -> tuple[Any, str]:
+    """(a TFLite interpreter over `model`, backend name): the one place interpreters are built."""
+    interpreter_cls, load_delegate, backend = import_tflite_interpreter(prefer)
+    delegates = _edgetpu_delegates(load_delegate, edgetpu) if edgetpu != "no" else []
+    if delegates:
+        backend += "+edgetpu"
+    kwargs: dict[str, Any] = {"model_content": model, "num_threads": threads}
+    if delegates:
+        kwargs["experimental_delegates"] = delegates
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
+    try:
+        with warnings.catch_warnings(), native_info_filtered():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            interp = interpreter_cls(**kwargs)
+            if allocate:
+                interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise BadInput(f"cannot load {name}: {_first_line(e)}") from None
+    return interp, backend
+
+
+def onnx_session(model: bytes, *, name: str = "model", threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session over `model`: the one place sessions are built."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingRuntime(f"onnxruntime is not installed; install with {ORT_INSTALL}") from None
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception classes
+        raise BadInput(f"cannot load {name}: {_first_line(e)}") from None
 
 
 class Backend:
-    """One loaded model. `run` takes a model-ready batch and returns raw output arrays."""
+    """One loaded model. `run` takes a model-ready batch and returns the raw first output."""
 
     name = "?"
     inputs: list[TensorInfo]
@@ -148,64 +202,53 @@ class Backend:
         pass
 
 
+def _single_input(n: int) -> None:
+    if n != 1:
+        raise BadInput(f"model has {n} inputs; edgecnn runs single-image classifiers")
+
+
+def _fixed_image_input(shape: tuple[int, ...]) -> None:
+    """A 4-D image batch whose H, W and C are fixed (only the batch axis may be dynamic)."""
+    if len(shape) != 4:
+        raise BadInput(
+            f"model input is {len(shape)}-D {list(shape)}; edgecnn runs 4-D image batches"
+        )
+    if any(v <= 0 for v in shape[1:]):
+        raise BadInput(f"model input {list(shape)} is dynamic; edgecnn needs a fixed H, W and C")
+
+
 class TFLiteBackend(Backend):
     def __init__(
         self,
-        path: str,
+        model: bytes,
+        name: str = "model",
         threads: int | None = None,
         prefer: str = "litert",
-        edgetpu: str = "no",  # "no" | "prefer" | "require"
+        edgetpu: str = "no",
     ) -> None:
-        interpreter_cls, load_delegate, self.name = import_tflite_interpreter(prefer)
-        delegates = []
-        self.edgetpu_active = False
-        if edgetpu != "no":
-            problem = edgetpu_library_error()
-            if problem is None:
-                try:
-                    delegates.append(load_delegate(EDGETPU_LIB))
-                    self.edgetpu_active = True
-                    self.name = f"{self.name}+edgetpu"
-                except (ValueError, OSError, RuntimeError) as e:
-                    problem = str(e).splitlines()[0][:120]
-            if problem is not None:
-                msg = f"Edge TPU delegate {EDGETPU_LIB} not available ({problem})"
-                if edgetpu == "require":
-                    raise BadInput(f"{msg}; install it with {EDGETPU_INSTALL}") from None
-                warnings.warn(f"{msg}; running on the CPU instead", RuntimeWarning, stacklevel=3)
-        try:
-            with native_info_filtered():
-                self.interp = interpreter_cls(
-                    model_path=path, num_threads=threads, experimental_delegates=delegates or None
-                )
-                self.interp.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise BadInput(f"cannot load {path}: {str(e).strip().splitlines()[0][:200]}") from None
+        self.interp, self.name = tflite_interpreter(
+            model, name=name, threads=threads, prefer=prefer, edgetpu=edgetpu, allocate=False
+        )
+        self.edgetpu_active = self.name.endswith("+edgetpu")
         ins = self.interp.get_input_details()
+        _single_input(len(ins))
+        _fixed_image_input(tflite_tensor_info(ins[0]).shape)
+        try:
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise BadInput(f"cannot load {name}: {_first_line(e)}") from None
         outs = self.interp.get_output_details()
-        if len(ins) != 1:
-            raise BadInput(f"model has {len(ins)} inputs; edgecnn runs single-image classifiers")
-        self._in = ins[0]
-        self._out = outs[0]
-        sig = [int(v) for v in self._in.get("shape_signature", self._in["shape"])]
-        self.inputs = [self._info(ins[0], sig)]
-        self.outputs = [self._info(o, list(o["shape"])) for o in outs]
-        self.batch_dynamic = sig[0] == -1 and not self.edgetpu_active
+        self._in, self._out = ins[0], outs[0]
+        self.inputs = [tflite_tensor_info(ins[0])]
+        self.outputs = [tflite_tensor_info(o) for o in outs]
+        self.batch_dynamic = self.inputs[0].shape[0] == -1 and not self.edgetpu_active
         self._batch = int(self._in["shape"][0])
 
-    @staticmethod
-    def _info(d: dict[str, Any], shape: list[int]) -> TensorInfo:
-        scale, zp = d["quantization"]
-        return TensorInfo(
-            d["name"], tuple(int(v) for v in shape), np.dtype(d["dtype"]), float(scale), int(zp)
-        )
-
     def _resize(self, n: int) -> None:
-        if n != self._batch:
-            shape = [n, *self._in["shape"][1:]]
-            self.interp.resize_tensor_input(self._in["index"], shape, strict=False)
-            self.interp.allocate_tensors()
-            self._batch = n
+        shape = [n, *self._in["shape"][1:]]
+        self.interp.resize_tensor_input(self._in["index"], shape, strict=False)
+        self.interp.allocate_tensors()
+        self._batch = n
 
     def run(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
@@ -224,41 +267,34 @@ class TFLiteBackend(Backend):
         self.interp = None
 
 
+def tflite_tensor_info(d: dict[str, Any]) -> TensorInfo:
+    """A LiteRT tensor detail as TensorInfo (shape from the signature: -1 where dynamic)."""
+    sig = d.get("shape_signature")
+    shape = sig if sig is not None and len(sig) else d["shape"]
+    scale, zp = d["quantization"]
+    return TensorInfo(
+        d["name"], tuple(int(v) for v in shape), np.dtype(d["dtype"]), float(scale), int(zp)
+    )
+
+
+def onnx_tensor_info(a: Any) -> TensorInfo:
+    shape = tuple(v if isinstance(v, int) and v > 0 else -1 for v in a.shape)
+    t = a.type.removeprefix("tensor(").removesuffix(")")
+    dtype = np.dtype({"float": "float32", "double": "float64"}.get(t, t))
+    return TensorInfo(a.name, shape, dtype, 0.0, 0)
+
+
 class OnnxBackend(Backend):
-    def __init__(self, path: str, threads: int | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MissingRuntime(
-                f"onnxruntime is not installed; install with {ORT_INSTALL}"
-            ) from None
+    def __init__(self, model: bytes, name: str = "model", threads: int | None = None) -> None:
         self.name = "onnxruntime"
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.sess = ort.InferenceSession(
-                path, sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:  # onnxruntime raises its own exception classes
-            raise BadInput(f"cannot load {path}: {str(e).strip().splitlines()[0][:200]}") from None
+        self.sess = onnx_session(model, name=name, threads=threads)
         ins = self.sess.get_inputs()
-        if len(ins) != 1:
-            raise BadInput(f"model has {len(ins)} inputs; edgecnn runs single-image classifiers")
+        _single_input(len(ins))
         self._in_name = ins[0].name
-        self.inputs = [self._info(ins[0])]
-        self.outputs = [self._info(o) for o in self.sess.get_outputs()]
+        self.inputs = [onnx_tensor_info(ins[0])]
+        self.outputs = [onnx_tensor_info(o) for o in self.sess.get_outputs()]
         self.batch_dynamic = self.inputs[0].shape[0] == -1
         self._last: np.ndarray | None = None
-
-    @staticmethod
-    def _info(a: Any) -> TensorInfo:
-        shape = tuple(v if isinstance(v, int) and v > 0 else -1 for v in a.shape)
-        t = a.type.removeprefix("tensor(").removesuffix(")")
-        dtype = np.dtype({"float": "float32", "double": "float64"}.get(t, t))
-        return TensorInfo(a.name, shape, dtype, 0.0, 0)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         if not self.batch_dynamic and x.shape[0] != self.inputs[0].shape[0]:
@@ -271,21 +307,3 @@ class OnnxBackend(Backend):
 
     def close(self) -> None:
         self.sess = None
-
-
-def open_backend(path: str, fmt: str, backend: str = "auto", threads: int | None = None) -> Backend:
-    """Pick and load the interpreter for an artifact of format `fmt`."""
-    if backend not in BACKENDS:
-        raise BadInput(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    if fmt == "onnx":
-        if backend not in ("auto", "onnxruntime"):
-            raise BadInput(f"an ONNX model needs the onnxruntime backend, not {backend}")
-        return OnnxBackend(path, threads)
-    if fmt not in ("tflite", "edgetpu"):
-        raise BadInput(f"unknown artifact format {fmt!r}")
-    if backend == "onnxruntime":
-        raise BadInput("a TFLite model needs the litert, tflite_runtime or edgetpu backend")
-    if backend == "edgetpu":
-        return TFLiteBackend(path, threads, edgetpu="require")
-    edgetpu = "prefer" if fmt == "edgetpu" else "no"
-    return TFLiteBackend(path, threads, prefer=backend, edgetpu=edgetpu)

@@ -1,8 +1,8 @@
 """`Runner`: load an artifact from a build directory, preprocess, run, postprocess.
 
-The one implementation of "run a model" shared by predict, parity, bench and
-the camera daemon. Device side: numpy, LiteRT / ONNX Runtime, Pillow (lazily);
-never TensorFlow.
+The one implementation of "run a model", shared by predict, convert's accuracy
+column, parity and its diagnosis, bench and the camera daemon. Device side: numpy,
+LiteRT / ONNX Runtime, Pillow (lazily); never TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInput
-from edgecnn.fsutil import sha256_file
-from edgecnn.manifest import MANIFEST_NAME, InputSpec, find_artifact, load_manifest
-from edgecnn.runtime.backends import EDGETPU_LIB, Backend, open_backend
+from edgecnn.manifest import MANIFEST_NAME, Artifact, InputSpec, Manifest, load_manifest
+from edgecnn.runtime import formats
+from edgecnn.runtime.backends import Backend, read_model_bytes
 from edgecnn.runtime.preprocess import (
     InputQuantizer,
     Prediction,
@@ -27,86 +27,103 @@ from edgecnn.runtime.preprocess import (
     to_uint8_image,
     top_k,
 )
-from edgecnn.runtime.validate import check_onnx_file, check_tflite_file
 
 BATCH_CHUNK = 64
 
 
-def artifact_matches(art: dict[str, Any], spec: str) -> bool:
-    name = Path(art["path"]).name
-    fmt, prec = art.get("format", ""), art.get("precision", "")
-    return spec in (
-        name,
-        art["path"],
-        prec,
-        fmt,
-        f"{fmt}:{prec}",
-        f"{prec}.{fmt}",
-        f"{prec}:{fmt}",
-        Path(name).stem,
-    )
+def _not_a_build(build: Path) -> str:
+    """Why a directory with a manifest but no artifacts is not a build, and what to run."""
+    if (build / "model.keras").is_file():
+        return (
+            f"{build} is a training directory (model.keras, no artifacts); convert it first: "
+            f"edgecnn convert {build} --data DATA --out BUILD_DIR"
+        )
+    return f"{build / MANIFEST_NAME} lists no artifacts; build them with edgecnn convert"
 
 
-def select_artifact(manifest: dict[str, Any], spec: str | None = None) -> dict[str, Any]:
-    """Pick by filename, precision, format, "onnx:int8" ...; default: int8 TFLite, else the first."""
-    arts = manifest.get("artifacts") or []
-    if not arts:
-        raise BadInput("the manifest lists no artifacts")
-    if spec:
-        hits = [a for a in arts if artifact_matches(a, spec)]
-        if not hits:
-            names = ", ".join(Path(a["path"]).name for a in arts)
-            raise BadInput(f"no artifact matches {spec!r}; the manifest has: {names}")
-        # Prefer TFLite when a spec like "int8" matches several formats.
-        hits.sort(key=lambda a: {"tflite": 0, "edgetpu": 1, "onnx": 2}.get(a.get("format"), 3))
-        return hits[0]
-    for a in arts:
-        if a.get("format") == "tflite" and a.get("precision") == "int8":
-            return a
-    return arts[0]
-
-
-def resolve(path: str | os.PathLike, artifact: str | None = None) -> tuple[Path, dict, dict]:
-    """(build dir, manifest, artifact entry) for a build dir, a manifest or an artifact file."""
+def resolve(
+    path: str | os.PathLike, artifact: str | None = None
+) -> tuple[Path, Manifest, Artifact]:
+    """(build dir, manifest, artifact) for a build dir, a manifest or an artifact file."""
     p = Path(path)
     if not p.exists():
         raise BadInput(f"{p} does not exist")
-    if p.is_dir():
-        build = p
-    elif p.name == MANIFEST_NAME:
-        build = p.parent
-    else:
-        build = p.parent
-        manifest = load_manifest(build)
-        art = find_artifact(manifest, p)
-        if art is None:
-            raise BadInput(f"{p.name} is not listed in {build / MANIFEST_NAME}")
-        if artifact:
-            raise BadInput("give either an artifact file or --artifact, not both")
-        return build, manifest, art
+    build = p if p.is_dir() else p.parent
+    if p.is_file() and p.suffix == ".keras":
+        raise BadInput(
+            f"{p} is a Keras model, not a build; convert it first: "
+            f"edgecnn convert {p} --data DATA --out BUILD_DIR"
+        )
     manifest = load_manifest(build)
-    return build, manifest, select_artifact(manifest, artifact)
+    if not manifest.artifacts:
+        raise BadInput(_not_a_build(build))
+    if p.is_dir() or p.name == MANIFEST_NAME:
+        return build, manifest, formats.select_artifact(manifest.artifacts, artifact)
+    art = manifest.by_path(p)
+    if art is None:
+        raise BadInput(f"{p.name} is not listed in {build / MANIFEST_NAME}")
+    if artifact:
+        raise BadInput("give either an artifact file or --artifact, not both")
+    return build, manifest, art
 
 
-def _quant_params(scale: float, zero_point: int, entries: Any) -> tuple[float, int]:
-    """The model's own quantization, else the manifest's (ONNX tensors carry none of their own)."""
-    if scale or not entries:
+def select_artifact(manifest: Manifest, spec: str | None = None) -> Artifact:
+    return formats.select_artifact(manifest.artifacts, spec)
+
+
+def accelerator_fallback(manifest: Manifest, art: Artifact, backend: str) -> Artifact:
+    """Under backend "auto", an artifact whose accelerator is absent runs as its CPU twin."""
+    fmt = formats.get_format(art.format)
+    problem = fmt.accelerator_missing() if backend == "auto" else None
+    twin = formats.cpu_twin(manifest.artifacts, art) if problem else None
+    if twin is None:
+        return art
+    warnings.warn(
+        f"{fmt.title} not available ({problem}); running {twin.name} on the CPU instead",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return twin
+
+
+def _check_spec(spec: InputSpec) -> None:
+    shape = spec.shape
+    if len(shape) != 3:
+        raise BadInput(
+            f"model input must be an image (H, W, C); the manifest says {len(shape) + 1}-D {shape}"
+        )
+    if any(v <= 0 for v in shape):
+        raise BadInput(f"model input {shape} is dynamic; edgecnn needs a fixed H, W and C")
+    if shape[2] not in (1, 3):
+        raise BadInput(f"model input has {shape[2]} channels; edgecnn supports 1 or 3")
+
+
+def _check_model_input(backend: Backend, spec: InputSpec) -> None:
+    shape = list(backend.inputs[0].shape)
+    if len(shape) != 4:
+        raise BadInput(f"model input is {len(shape)}-D {shape}; edgecnn runs 4-D image batches")
+    dims = shape[1:]
+    if any(v <= 0 for v in dims):
+        raise BadInput(f"model input {shape} is dynamic; edgecnn needs a fixed H, W and C")
+    h, w, c = spec.shape
+    want = [c, h, w] if spec.layout.upper() == "NCHW" else [h, w, c]
+    if dims != want:
+        raise BadInput(f"model input {shape} does not match the manifest's {spec.shape}")
+
+
+def _quant(scale: float, zero_point: int, recorded: Any) -> tuple[float, int]:
+    """The model's own quantization, else the manifest's (ONNX tensors carry none)."""
+    if scale or recorded is None:
         return scale, zero_point
-    q = entries[0].get("quantization") if isinstance(entries[0], dict) else None
-    if q and q.get("scale"):
-        return float(q["scale"]), int(q.get("zero_point", 0))
-    return scale, zero_point
-
-
-def edgetpu_available() -> bool:
-    """True when the Edge TPU delegate library can be loaded."""
-    from edgecnn.runtime.backends import edgetpu_library_error
-
-    return edgetpu_library_error() is None
+    return recorded.scale, recorded.zero_point
 
 
 class Runner:
-    """A loaded classifier: `classify(image)` for cameras, `predict_batch(x)` for parity."""
+    """A loaded classifier: `classify(image)` for cameras, `predict_batch(x)` for parity.
+
+    `manifest=` runs an artifact of a build whose manifest is not on disk yet (convert
+    measures each artifact before it writes manifest.json).
+    """
 
     def __init__(
         self,
@@ -115,87 +132,45 @@ class Runner:
         threads: int | None = None,
         artifact: str | None = None,
         verify: bool = True,
+        manifest: Manifest | None = None,
     ) -> None:
         t0 = time.perf_counter()
-        self.build_dir, self.manifest, art = resolve(path_or_build_dir, artifact)
-        if art.get("format") == "edgetpu" and backend == "auto" and not edgetpu_available():
-            fallback = [
-                a
-                for a in self.manifest["artifacts"]
-                if a.get("format") == "tflite" and a.get("precision") == "int8"
-            ]
-            if fallback:
-                warnings.warn(
-                    f"Edge TPU delegate {EDGETPU_LIB} not available; running "
-                    f"{Path(fallback[0]['path']).name} on the CPU instead",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                art = fallback[0]
-        self.artifact: dict[str, Any] = art
-        self.path = self.build_dir / art["path"]
-        model = self.manifest["model"]
-        self.name: str = str(model.get("name", self.build_dir.name))
-        self.labels: list[str] = [str(v) for v in model["labels"]]
-        self.input_spec: InputSpec = InputSpec.from_dict(model["input"])
-        self._check_spec()
-        if not self.path.is_file():
-            raise BadInput(f"artifact {self.path} is missing")
-        if verify:
-            self._verify_file()
-        self.backend: Backend = open_backend(
-            str(self.path), art.get("format", ""), backend, threads
-        )
+        formats.check_backend(backend)
+        if manifest is None:
+            self.build_dir, self.manifest, art = resolve(path_or_build_dir, artifact)
+        else:
+            self.build_dir, self.manifest = Path(path_or_build_dir), manifest
+            art = select_artifact(manifest, artifact)
+        art = accelerator_fallback(self.manifest, art, backend)
+        self.artifact: Artifact = art
+        self.format = formats.get_format(art.format)
+        self.path = art.file(self.build_dir)
+        self.name: str = self.manifest.name or self.build_dir.name
+        self.labels: list[str] = list(self.manifest.labels)
+        self.input_spec: InputSpec = self.manifest.input
+        _check_spec(self.input_spec)
+        model = self._model_bytes(verify)
+        self.backend: Backend = self.format.open(model, art.name, backend, threads)
         self.backend_name = self.backend.name
-        self._check_model_input()
-        tin = self.backend.inputs[0]
-        in_scale, in_zp = _quant_params(tin.scale, tin.zero_point, art.get("inputs"))
+        _check_model_input(self.backend, self.input_spec)
+        tin, tout = self.backend.inputs[0], self.backend.outputs[0]
+        in_scale, in_zp = _quant(tin.scale, tin.zero_point, art.input_quantization())
         self._quant = InputQuantizer(tin.dtype, in_scale, in_zp, self.input_spec.pixel_range)
-        tout = self.backend.outputs[0]
-        self._out_q = _quant_params(tout.scale, tout.zero_point, art.get("outputs"))
+        self._out_q = _quant(tout.scale, tout.zero_point, art.output_quantization())
         self._nchw = self.input_spec.layout.upper() == "NCHW"
         self._first_done = False
         self.timings: dict[str, float] = {"load_s": time.perf_counter() - t0}
 
-    # -- checks --------------------------------------------------------------
-    def _check_spec(self) -> None:
-        shape = self.input_spec.shape
-        if len(shape) != 3:
-            raise BadInput(
-                f"model input must be an image (H, W, C); the manifest says {len(shape) + 1}-D {shape}"
-            )
-        if any(v <= 0 for v in shape):
-            raise BadInput(f"model input {shape} is dynamic; edgecnn needs a fixed H, W and C")
-        if shape[2] not in (1, 3):
-            raise BadInput(f"model input has {shape[2]} channels; edgecnn supports 1 or 3")
-
-    def _verify_file(self) -> None:
-        want = self.artifact.get("sha256")
-        if not want:
-            raise BadInput(f"the manifest has no sha256 for {self.path.name}")
-        got = sha256_file(self.path)
-        if got != want:
-            raise BadInput(
-                f"{self.path.name} does not match its manifest (sha256 {got[:12]}... != {want[:12]}...)"
-            )
-        if self.artifact.get("format") == "onnx":
-            check_onnx_file(self.path)
+    def _model_bytes(self, verify: bool) -> bytes:
+        """Read once, check sha256 and structure on those bytes, load those bytes."""
+        if not self.path.is_file():
+            raise BadInput(f"artifact {self.path} is missing")
+        if verify:
+            data = self.manifest.verify(self.build_dir, self.artifact)
         else:
-            check_tflite_file(self.path)
-
-    def _check_model_input(self) -> None:
-        shape = list(self.backend.inputs[0].shape)
-        if len(shape) != 4:
-            raise BadInput(f"model input is {len(shape)}-D {shape}; edgecnn runs 4-D image batches")
-        dims = shape[1:]
-        if any(v <= 0 for v in dims):
-            raise BadInput(f"model input {shape} is dynamic; edgecnn needs a fixed H, W and C")
-        h, w, c = self.input_spec.shape
-        want = [c, h, w] if self.input_spec.layout.upper() == "NCHW" else [h, w, c]
-        if dims != want:
-            raise BadInput(
-                f"model input {shape} does not match the manifest's {self.input_spec.shape}"
-            )
+            data = read_model_bytes(self.path)
+        self.format.check(data, self.path.name)
+        return data
 
     # -- the pipeline --------------------------------------------------------
     @property
@@ -206,9 +181,10 @@ class Runner:
         """One image (any size, gray/RGB/RGBA, uint8 or PIL) -> one model-ready example."""
         spec = self.input_spec
         arr = fit_image(to_uint8_image(image), tuple(spec.shape), spec.color_order, spec.resize)
-        return self._to_model(arr[None])[0]
+        return self.to_model(arr[None])[0]
 
-    def _to_model(self, x: np.ndarray) -> np.ndarray:
+    def to_model(self, x: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, C) at the model's size -> the input tensor (dtype, layout)."""
         x = self._quant(x)
         if self._nchw:
             x = x.transpose(0, 3, 1, 2)
@@ -242,7 +218,7 @@ class Runner:
         if len(x) == 0:
             return np.zeros((0, self.num_classes), np.float32)
         parts = [
-            self.run(self._to_model(x[i : i + BATCH_CHUNK])) for i in range(0, len(x), BATCH_CHUNK)
+            self.run(self.to_model(x[i : i + BATCH_CHUNK])) for i in range(0, len(x), BATCH_CHUNK)
         ]
         return np.concatenate(parts)
 

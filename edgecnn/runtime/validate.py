@@ -10,7 +10,6 @@ Only a file that passes reaches LiteRT (which then runs its own verifier too).
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 from edgecnn.errors import BadInput
 
@@ -135,22 +134,7 @@ def check_tflite_bytes(buf: bytes, name: str = "model") -> None:
         raise BadInput(f"{name} is a corrupt or truncated TFLite model ({e})") from None
 
 
-def check_tflite_file(path: str | Path) -> None:
-    p = Path(path)
-    try:
-        buf = p.read_bytes()
-    except OSError as e:
-        raise BadInput(f"cannot read {p}: {e.strerror or e}") from None
-    check_tflite_bytes(buf, p.name)
-
-
-def check_onnx_file(path: str | Path) -> None:
+def check_onnx_bytes(buf: bytes, name: str = "model") -> None:
     """Cheap sanity check; ONNX Runtime's protobuf parser rejects the rest cleanly."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            head = f.read(2)
-    except OSError as e:
-        raise BadInput(f"cannot read {p}: {e.strerror or e}") from None
-    if len(head) < 2 or head[0] != 0x08:  # ModelProto starts with field 1 (ir_version, varint)
-        raise BadInput(f"{p.name} is not an ONNX model")
+    if len(buf) < 2 or buf[0] != 0x08:  # ModelProto starts with field 1 (ir_version, varint)
+        raise BadInput(f"{name} is not an ONNX model")

@@ -8,7 +8,6 @@ device side, with only LiteRT installed (ONNX uses the `onnx` package if present
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,19 +15,19 @@ import numpy as np
 from edgecnn.errors import BadInput
 
 
+class MissingReader(BadInput):
+    """The optional package that reads this format's graph is not installed."""
+
+
 def _prod(shape: Any) -> int:
     return int(np.prod([max(int(v), 1) for v in shape])) if len(shape) else 1
 
 
-def tflite_layers(path: str | Path) -> list[dict[str, Any]]:
-    """[{op, macs, output}] for every operator of a .tflite (batch 1)."""
-    from edgecnn.runtime.backends import import_tflite_interpreter, native_info_filtered
-    from edgecnn.runtime.validate import check_tflite_file
+def tflite_layers(model: bytes) -> list[dict[str, Any]]:
+    """[{op, macs, output}] for every operator of a validated .tflite (batch 1)."""
+    from edgecnn.runtime.backends import tflite_interpreter
 
-    check_tflite_file(path)
-    interpreter_cls, _, _ = import_tflite_interpreter()
-    with native_info_filtered():
-        it = interpreter_cls(model_path=str(path))
+    it, _ = tflite_interpreter(model, allocate=False)
     shapes = {t["index"]: [int(v) for v in t["shape"]] for t in it.get_tensor_details()}
     layers = []
     for op in it._get_ops_details():
@@ -56,19 +55,19 @@ def tflite_layers(path: str | Path) -> list[dict[str, Any]]:
     return layers
 
 
-def onnx_layers(path: str | Path) -> list[dict[str, Any]]:
+def onnx_layers(model: bytes) -> list[dict[str, Any]]:
     """Same for ONNX (Conv, Gemm, MatMul), using the `onnx` package's shape inference."""
     try:
         import onnx
         from onnx import numpy_helper, shape_inference
     except ImportError:
-        raise BadInput(
+        raise MissingReader(
             "counting MACs of an ONNX model needs the onnx package (pip install onnx)"
         ) from None
     try:
-        model = shape_inference.infer_shapes(onnx.load(str(path)))
+        model = shape_inference.infer_shapes(onnx.load_from_string(model))
     except Exception as e:
-        raise BadInput(f"cannot read {Path(path).name}: {str(e).splitlines()[0][:120]}") from None
+        raise BadInput(f"cannot read the ONNX model: {str(e).splitlines()[0][:120]}") from None
     g = model.graph
     shapes: dict[str, list[int]] = {}
     for vi in list(g.value_info) + list(g.output) + list(g.input):
@@ -90,8 +89,3 @@ def onnx_layers(path: str | Path) -> list[dict[str, Any]]:
             macs = out_elems * w[0]
         layers.append({"op": node.op_type, "macs": int(macs), "output": out_shape})
     return layers
-
-
-def count_layers(path: str | Path, fmt: str | None = None) -> list[dict[str, Any]]:
-    fmt = fmt or ("onnx" if str(path).endswith(".onnx") else "tflite")
-    return onnx_layers(path) if fmt == "onnx" else tflite_layers(path)

@@ -3,7 +3,10 @@
 Spawned once per artifact, locally or through SSH with the device's Python, so
 each measurement starts cold and owns its process (peak RSS is then the
 artifact's own). Imports only the device side: numpy and the runtime, never
-TensorFlow. Usage: python -m edgecnn.bench.worker '<json options>'
+TensorFlow. Usage: python -m edgecnn.runtime.bench_worker '<json options>'
+
+The host side reads the result with `parse_result`; `worker_options` builds the
+options, so both ends agree on one format.
 """
 
 from __future__ import annotations
@@ -15,22 +18,29 @@ from typing import Any
 
 MARKER = "EDGECNN_BENCH_JSON "
 INSTALL_HINT = "pip install 'edgecnn[device]' (numpy, pillow, ai-edge-litert)"
+MODULE = "edgecnn.runtime.bench_worker"
 
 
-def _stats(ms: list[float]) -> dict[str, float]:
-    import numpy as np
-
-    a = np.asarray(ms, dtype=np.float64)
+def worker_options(
+    build: str, artifact: str, backend: str, threads: int | None, runs: int, warmup: int,
+    data: str | None, warmup_min_s: float = 0.0, min_s: float = 0.0,
+) -> dict[str, Any]:  # fmt: skip
     return {
-        "mean_ms": float(a.mean()),
-        "std_ms": float(a.std()),
-        "min_ms": float(a.min()),
-        "p50_ms": float(np.percentile(a, 50)),
-        "p90_ms": float(np.percentile(a, 90)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "max_ms": float(a.max()),
-        "fps": float(1000.0 / a.mean()) if a.mean() > 0 else None,
-    }
+        "build": build, "artifact": artifact, "backend": backend, "threads": threads,
+        "runs": runs, "warmup": warmup, "warmup_min_s": warmup_min_s, "min_s": min_s, "data": data,
+    }  # fmt: skip
+
+
+def parse_result(stdout: str, stderr: str, returncode: int) -> dict[str, Any]:
+    """The worker's JSON line, or an error saying how it died."""
+    for line in stdout.splitlines():
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER) :])
+    tail = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    detail = tail[-1] if tail else f"exit code {returncode}"
+    if returncode < 0:
+        detail = f"crashed with signal {-returncode}"
+    return {"error": f"bench worker failed: {detail}", "kind": "crash"}
 
 
 def _peak_rss_mb() -> float | None:
@@ -52,12 +62,22 @@ def _peak_rss_mb() -> float | None:
         return None
 
 
+def _load_data(path: str | None) -> tuple[Any, Any]:
+    if not path:
+        return None, None
+    import numpy as np
+
+    with np.load(path) as d:
+        return d["x"], d["y"]
+
+
 def measure(opts: dict[str, Any]) -> dict[str, Any]:
     """Init, first inference, warm-up, timed runs, memory, size, accuracy."""
     t_import = time.perf_counter()
     import numpy as np
 
     from edgecnn.runtime import Runner
+    from edgecnn.runtime.timing import TimingPlan, time_calls
 
     import_s = time.perf_counter() - t_import
     t0 = time.perf_counter()
@@ -66,10 +86,7 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
         artifact=opts.get("artifact"),
     )  # fmt: skip
     init_s = time.perf_counter() - t0
-    x_data = y_data = None
-    if opts.get("data"):
-        with np.load(opts["data"]) as d:
-            x_data, y_data = d["x"], d["y"]
+    x_data, y_data = _load_data(opts.get("data"))
     h, w, c = runner.input_spec.shape
     sample = x_data[0] if x_data is not None and len(x_data) else np.full((h, w, c), 128, np.uint8)
     x = runner.preprocess(sample)[None]
@@ -77,29 +94,20 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     runner.run(x)
     first_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(int(opts.get("warmup", 10))):
-        runner.run(x)
-    warmup_s = time.perf_counter() - t0
-
-    lat = []
-    clock = time.perf_counter
-    for _ in range(int(opts.get("runs", 100))):
-        t = clock()
-        runner.run(x)
-        lat.append((clock() - t) * 1000.0)
-
+    plan = TimingPlan(
+        warmup=int(opts.get("warmup", 10)), warmup_min_s=float(opts.get("warmup_min_s", 0.0)),
+        runs=int(opts.get("runs", 100)), min_s=float(opts.get("min_s", 0.0)),
+    )  # fmt: skip
+    stats = time_calls(lambda: runner.run(x), plan)
     # End to end for one camera frame: preprocess + run + top-k.
-    t0 = time.perf_counter()
-    n_cls = max(1, min(int(opts.get("runs", 100)), 50))
-    for _ in range(n_cls):
-        runner.classify(sample, top_k=5)
-    classify_ms = (time.perf_counter() - t0) * 1000.0 / n_cls
+    frame = time_calls(
+        lambda: runner.classify(sample, top_k=5), TimingPlan(0, 0, max(1, min(plan.runs, 50)))
+    )
 
     result: dict[str, Any] = {
-        "artifact": runner.artifact["path"],
-        "format": runner.artifact.get("format"),
-        "precision": runner.artifact.get("precision"),
+        "artifact": runner.artifact.path,
+        "format": runner.artifact.format,
+        "precision": runner.artifact.precision,
         "backend": runner.backend_name,
         "threads": opts.get("threads"),
         "size_bytes": runner.path.stat().st_size,
@@ -107,12 +115,10 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
         "init_ms": init_s * 1000.0,
         "first_ms": first_s * 1000.0,
         "first_invoke_ms": runner.timings.get("first_invoke_s", first_s) * 1000.0,
-        "warmup_ms": warmup_s * 1000.0,
-        "warmup_runs": int(opts.get("warmup", 10)),
-        "runs": len(lat),
-        **_stats(lat),
-        "classify_ms": classify_ms,
-        "latencies_ms": [round(v, 5) for v in lat],
+        "warmup_ms": stats.warmup_mean_ms * stats.warmup_runs,
+        **{k: v for k, v in stats.summary().items()},
+        "classify_ms": frame.mean_ms,
+        "latencies_ms": [round(v, 5) for v in stats.latencies_ms],
     }
     if x_data is not None:
         probs = runner.predict_batch(x_data)
@@ -123,11 +129,22 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _error(e: Exception) -> dict[str, Any]:
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.runtime.backends import MissingRuntime
+
+    kind = "bad_input" if isinstance(e, EdgeCNNError) else type(e).__name__
+    if isinstance(e, MissingRuntime):
+        kind = "missing_runtime"
+    first = str(e).strip().splitlines()
+    return {"error": first[0] if first else type(e).__name__, "kind": kind}
+
+
 def main(argv: list[str]) -> int:
     try:
         opts = json.loads(argv[1])
     except (IndexError, json.JSONDecodeError):
-        print(MARKER + json.dumps({"error": "usage: python -m edgecnn.bench.worker '<json>'"}))
+        print(MARKER + json.dumps({"error": f"usage: python -m {MODULE} '<json>'"}))
         return 2
     try:
         out = measure(opts)
@@ -135,14 +152,7 @@ def main(argv: list[str]) -> int:
         msg = f"the device has no runtime ({e}); install it with: {INSTALL_HINT}"
         out = {"error": msg, "kind": "missing_runtime"}
     except Exception as e:  # report, never a traceback: the parent prints one line
-        from edgecnn.errors import EdgeCNNError
-        from edgecnn.runtime.backends import MissingRuntime
-
-        kind = "bad_input" if isinstance(e, EdgeCNNError) else type(e).__name__
-        if isinstance(e, MissingRuntime):
-            kind = "missing_runtime"
-        first = str(e).strip().splitlines()
-        out = {"error": first[0] if first else type(e).__name__, "kind": kind}
+        out = _error(e)
     sys.stdout.write(MARKER + json.dumps(out) + "\n")
     sys.stdout.flush()
     return 0 if "error" not in out else 1
