@@ -76,3 +76,11 @@ def check_writable_dir(out: str | os.PathLike) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise BadInput(f"cannot write output directory {out}: {probe} is not writable")
+
+
+def gzip_size(path: str | os.PathLike) -> int:
+    """Compressed size at level 9: what unstructured sparsity buys (a smaller download)."""
+    import gzip
+
+    with open(path, "rb") as f:
+        return len(gzip.compress(f.read(), compresslevel=9))

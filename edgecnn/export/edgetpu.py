@@ -6,7 +6,7 @@ shapes, and only the operators it maps (coral.ai "Supported operations"). It
 compiles ops until the first one it cannot map; that op and every later one
 runs on the CPU. This module predicts that split offline (no compiler can be
 installed here: it ships for x86-64 Debian only), and parses the compiler's
-log when it is on PATH. No TensorFlow: LiteRT reads the model.
+log when it is on PATH. No TensorFlow: the runtime's interpreter factory reads the model.
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ def check_edgetpu(path: str | os.PathLike) -> dict[str, Any]:
     Returns {"compatible": bool, "problems": [...], "ops": [...], "tpu_ops": n,
     "cpu_ops": [names falling back to CPU], "first_cpu_op": str|None}.
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from edgecnn.runtime.backends import read_model_bytes, tflite_interpreter
 
-    it = Interpreter(model_path=str(path))
+    it, _ = tflite_interpreter(read_model_bytes(path), name=Path(path).name, allocate=False)
     problems: list[str] = []
     for kind, details in (("input", it.get_input_details()), ("output", it.get_output_details())):
         for d in details:

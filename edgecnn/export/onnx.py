@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInput, EdgeCNNError
-from edgecnn.export.quiet import captured_output
+from edgecnn.quiet import captured_output
 
 ONNX_INT8_METHODS = ("qdq", "tflite")
 DEFAULT_OPSET = 13
@@ -97,7 +97,7 @@ def quantize_onnx_qdq(
 
     `nodes_to_exclude` keeps those nodes in float (parity --fix, selective quantization).
     """
-    import onnxruntime as ort
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -109,9 +109,7 @@ def quantize_onnx_qdq(
     class Reader(_Calibration, CalibrationDataReader):
         pass
 
-    sess = ort.InferenceSession(str(float_path), providers=["CPUExecutionProvider"])
-    input_name = sess.get_inputs()[0].name
-    del sess
+    input_name = onnx.load(str(float_path), load_external_data=False).graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="edgecnn-onnxq-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         with captured_output() as cap:
@@ -171,124 +169,28 @@ def set_metadata(path: str | os.PathLike, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-def onnx_io(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    import onnxruntime as ort
+def nodes_for_layers(float_onnx: str | os.PathLike, layers: list[str]) -> list[str]:
+    """ONNX node names belonging to Keras `layers`, before and after ORT's pre-processing
+    (which fuses e.g. MatMul+Add into ".../MatMulAddFusion" Gemm nodes)."""
+    import re
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-    def entry(a: Any) -> dict[str, Any]:
-        dt = a.type.replace("tensor(", "").rstrip(")")
-        dt = {"float": "float32", "double": "float64"}.get(dt, dt)
-        return {
-            "name": a.name,
-            "shape": [v if isinstance(v, int) else -1 for v in a.shape],
-            "dtype": dt,
-            "quantization": None,
-        }
-
-    ins = [entry(a) for a in sess.get_inputs()]
-    outs = [entry(a) for a in sess.get_outputs()]
-    if any(e["dtype"] in ("int8", "uint8") for e in ins + outs):
-        q_in, q_out = _integer_io_quantization(path)
-        for e in ins:
-            e["quantization"] = q_in.get(e["name"]) if e["dtype"] in ("int8", "uint8") else None
-        for e in outs:
-            e["quantization"] = q_out.get(e["name"]) if e["dtype"] in ("int8", "uint8") else None
-    return ins, outs
-
-
-def _integer_io_quantization(
-    path: str | os.PathLike,
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Scale/zero point of integer graph inputs (read by a DequantizeLinear) and outputs
-    (written by a QuantizeLinear): what a from_tflite model keeps from LiteRT's int8 I/O."""
     import onnx
-    from onnx import numpy_helper
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    model = onnx.load(str(path))
-    g = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    for node in g.node:
-        if node.op_type == "Constant" and node.attribute:
-            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-
-    def qparams(node: Any) -> dict[str, Any] | None:
-        if len(node.input) < 3 or node.input[1] not in consts or node.input[2] not in consts:
-            return None
-        scale, zp = consts[node.input[1]], consts[node.input[2]]
-        if np.size(scale) != 1:
-            return None
-        return {"scale": float(np.ravel(scale)[0]), "zero_point": int(np.ravel(zp)[0])}
-
-    layout = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
-    consumers: dict[str, list[Any]] = {}
-    producer: dict[str, Any] = {}
-    for node in g.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-        for name in node.output:
-            producer[name] = node
-
-    def forward(name: str) -> dict[str, Any] | None:
-        # Follow layout-only ops (tf2onnx adds NHWC<->NCHW reshapes) to the DequantizeLinear.
-        for node in consumers.get(name, []):
-            if node.op_type == "DequantizeLinear":
-                return qparams(node)
-            if node.op_type in layout:
-                found = forward(node.output[0])
-                if found:
-                    return found
-        return None
-
-    def backward(name: str) -> dict[str, Any] | None:
-        node = producer.get(name)
-        if node is None:
-            return None
-        if node.op_type == "QuantizeLinear":
-            return qparams(node)
-        if node.op_type in layout:
-            return backward(node.input[0])
-        return None
-
-    q_in = {i.name: q for i in g.input if (q := forward(i.name))}
-    q_out = {o.name: q for o in g.output if (q := backward(o.name))}
-    return q_in, q_out
-
-
-def predict_onnx(
-    path: str | os.PathLike,
-    x: np.ndarray,
-    batch: int = 64,
-    in_quant: dict[str, Any] | None = None,
-    out_quant: dict[str, Any] | None = None,
-) -> np.ndarray:
-    """Scores for camera-pixel images; integer I/O (the from_tflite route) uses the manifest's quantization."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    int_dtype = {"tensor(int8)": np.int8, "tensor(uint8)": np.uint8}.get(inp.type)
-    if int_dtype is not None and not in_quant:
-        raise EdgeCNNError(f"{path}: integer input needs its quantization parameters")
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
-    step = fixed or batch
-    outs = []
-    for i in range(0, len(x), step):
-        chunk = np.asarray(x[i : i + step], dtype=np.float32)
-        n = len(chunk)
-        if fixed and n < fixed:
-            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), np.float32)])
-        feed: np.ndarray = chunk
-        if int_dtype is not None and in_quant:
-            info = np.iinfo(int_dtype)
-            q = np.rint(chunk / in_quant["scale"] + in_quant["zero_point"])
-            feed = np.clip(q, info.min, info.max).astype(int_dtype)
-        y = np.asarray(sess.run(None, {inp.name: feed})[0])
-        if np.issubdtype(y.dtype, np.integer) and out_quant:
-            y = (y.astype(np.int64) - out_quant["zero_point"]).astype(np.float32) * out_quant[
-                "scale"
-            ]
-        outs.append(y.astype(np.float32)[:n])
-    return np.concatenate(outs)
+    graphs = [onnx.load(str(float_onnx)).graph]
+    with tempfile.TemporaryDirectory(prefix="edgecnn-onnxq-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        with captured_output():
+            try:
+                quant_pre_process(str(float_onnx), str(pre))
+                graphs.append(onnx.load(str(pre)).graph)
+            except Exception:
+                pass  # without pre-processing, the unfused names still match
+    wanted = set(layers)
+    names: list[str] = []
+    for g in graphs:
+        for n in g.node:
+            segments = {re.sub(r"_\d+$", "", p) for p in n.name.split("/")}
+            if segments & wanted and n.name not in names:
+                names.append(n.name)
+    return names

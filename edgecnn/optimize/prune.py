@@ -9,8 +9,6 @@ does not make any runtime faster, which is what `filters.py` is for.
 
 from __future__ import annotations
 
-import gzip
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,9 +238,3 @@ def overall_sparsity(model: Any) -> float:
     rows = sparsity_report(model)
     n = sum(r["weights"] for r in rows)
     return sum(r["zeros"] for r in rows) / n if n else 0.0
-
-
-def gzip_size(path: str | os.PathLike) -> int:
-    """Compressed size: what unstructured sparsity actually buys (a smaller download)."""
-    with open(path, "rb") as f:
-        return len(gzip.compress(f.read(), compresslevel=9))

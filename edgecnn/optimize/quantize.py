@@ -16,20 +16,8 @@ import numpy as np
 from edgecnn.data import calibration_sample
 from edgecnn.errors import BadInput
 
-PRECISIONS = ("float32", "float16", "dynamic", "int8")
 IO_DTYPES = ("int8", "uint8", "float32")
 MIN_CALIB_SAMPLES = 10
-
-
-def parse_precisions(value: str | list[str] | tuple[str, ...]) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    out = [p.strip().lower() for p in items if p.strip()]
-    bad = [p for p in out if p not in PRECISIONS]
-    if bad or not out:
-        raise BadInput(
-            f"unknown precision {', '.join(bad) or '(none)'}; choose from {', '.join(PRECISIONS)}"
-        )
-    return list(dict.fromkeys(out))
 
 
 def check_io_dtype(io_dtype: str) -> str:
