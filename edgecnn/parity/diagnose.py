@@ -1,40 +1,86 @@
 """Why an artifact failed parity: known failure shapes in plain words, and per-layer error.
 
-Known shapes (checked on every failing artifact):
+Known shapes (checked on every failing artifact), each a `Finding` with a typed code:
   * every prediction is (nearly) one class;
   * the input quantization (scale, zero point) or the manifest's pixel range does
     not match the 0-255 pixels the model was trained and calibrated on;
   * the int8 calibration set was missing classes (manifest
     `model.optimization.calibration.class_counts`, written by convert).
 
-Per-layer error (int8 TFLite): the artifact and its float twin run side by side
-with LiteRT keeping every intermediate tensor; each int8 op output is dequantized
-and compared with the float one. The accumulated relative error grows along the
-graph, so layers are ranked by the error they *add*, and the fraction of float
-values outside the layer's int8 range (clipping) is reported, since clipping is
-what a bad calibration looks like.
+Per-layer error (int8, in the format whose intermediate tensors the runtime can read:
+TFLite): the artifact and its float twin run side by side keeping every intermediate
+tensor; each int8 op output is dequantized and compared with the float one. The
+accumulated relative error grows along the graph, so layers are ranked by the error
+they *add*, and the fraction of float values outside the layer's int8 range
+(clipping) is reported, since clipping is what a bad calibration looks like.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.manifest import InputSpec
+from edgecnn.manifest import Artifact, Manifest
+from edgecnn.runtime.formats import FORMATS, get_format
 
 ONE_CLASS_SHARE = 0.9  # predictions in one class above this while the labels are balanced
 RANGE_TOLERANCE = 1.5  # input range covered vs pixel range fed: factor before we call it wrong
 LAYER_SAMPLES = 128
 
 
+class Code(str, Enum):
+    """What a finding is: parity --fix and tests branch on these, never on message text."""
+
+    ONE_CLASS = "one_class"
+    INPUT_SCALE_VS_PIXEL_RANGE = "input_scale_vs_pixel_range"
+    RECORDED_QUANT_MISMATCH = "recorded_quantization_mismatch"
+    PIXEL_RANGE_NOT_0_255 = "pixel_range_not_0_255"
+    CALIBRATION_CLASSES = "calibration_classes"
+    UNRECOGNISED = "unrecognised"
+
+
+# The manifest's input description is wrong: selective quantization cannot fix that.
+MANIFEST_INPUT_CODES = (Code.INPUT_SCALE_VS_PIXEL_RANGE, Code.PIXEL_RANGE_NOT_0_255)
+KIND = {
+    Code.ONE_CLASS: "one_class",
+    Code.INPUT_SCALE_VS_PIXEL_RANGE: "input_range",
+    Code.RECORDED_QUANT_MISMATCH: "input_range",
+    Code.PIXEL_RANGE_NOT_0_255: "input_range",
+    Code.CALIBRATION_CLASSES: "calibration_classes",
+    Code.UNRECOGNISED: "unrecognised",
+}
+
+
+@dataclass
+class Finding:
+    code: Code
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's JSON: `kind` (the family, as before), `code`, `message`, details."""
+        return {
+            "kind": KIND[self.code],
+            "code": self.code.value,
+            "message": self.message,
+            **self.details,
+        }
+
+
+def has_code(findings: list[dict[str, Any]], codes: tuple[Code, ...]) -> bool:
+    return any(f.get("code") in {c.value for c in codes} for f in findings)
+
+
 # -- known failure shapes --------------------------------------------------------------------
 
 
-def one_class(pred: np.ndarray, y: np.ndarray, labels: list[str]) -> dict[str, Any] | None:
+def one_class(pred: np.ndarray, y: np.ndarray, labels: list[str]) -> Finding | None:
     counts = np.bincount(pred, minlength=len(labels))
     top = int(counts.argmax())
     share = counts[top] / max(1, len(pred))
@@ -42,13 +88,12 @@ def one_class(pred: np.ndarray, y: np.ndarray, labels: list[str]) -> dict[str, A
     if share < ONE_CLASS_SHARE or true_share > 0.6:
         return None
     every = "every prediction is" if share == 1.0 else f"{share:.0%} of predictions are"
-    return {
-        "kind": "one_class",
-        "message": f"{every} one class ('{labels[top]}'), though the most common true class "
+    return Finding(
+        Code.ONE_CLASS,
+        f"{every} one class ('{labels[top]}'), though the most common true class "
         f"is only {true_share:.0%} of the data",
-        "class": labels[top],
-        "share": float(share),
-    }
+        {"class": labels[top], "share": float(share)},
+    )
 
 
 def _covered_range(scale: float, zero_point: int, dtype: str) -> tuple[float, float]:
@@ -56,136 +101,101 @@ def _covered_range(scale: float, zero_point: int, dtype: str) -> tuple[float, fl
     return scale * (info.min - zero_point), scale * (info.max - zero_point)
 
 
-def input_quantization(build: Path, art: dict[str, Any]) -> dict[str, Any] | None:
-    """The quantization the device applies to the input: {dtype, scale, zero_point, source}."""
-    path = build / art["path"]
-    recorded = (art.get("inputs") or [{}])[0].get("quantization") if art.get("inputs") else None
-    if art.get("format") == "tflite":
-        from edgecnn.runtime.backends import import_tflite_interpreter, native_info_filtered
+def input_quantization(build: Path, manifest: Manifest, art: Artifact) -> dict[str, Any] | None:
+    """How the device quantizes the input: what the runtime's own quantizer applies, or, for a
+    float input, the format's first quantize op inside the graph."""
+    from edgecnn.runtime import Runner
 
-        interp_cls, _, _ = import_tflite_interpreter()
-        with native_info_filtered():
-            it = interp_cls(model_path=str(path))
-        d = it.get_input_details()[0]
-        scale, zp = d["quantization"]
-        if not scale:
-            return None
-        return {
-            "dtype": np.dtype(d["dtype"]).name,
-            "scale": float(scale),
-            "zero_point": int(zp),
-            "recorded": recorded,
-            "where": "model input tensor",
-        }
-    if art.get("format") == "onnx":
-        import onnx
-        from onnx import numpy_helper
-
-        m = onnx.load(str(path))
-        inp = m.graph.input[0]
-        elem = inp.type.tensor_type.elem_type
-        if elem in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
-            # Integer ONNX I/O carries no scale of its own: the runtime takes the manifest's.
-            if not recorded:
-                return None
+    with Runner(build, artifact=art.path, manifest=manifest) as r:
+        tin, q = r.backend.inputs[0], r._quant
+        if q.dtype.kind in "iu" and q.scale:
+            where = (
+                "model input tensor"
+                if tin.scale
+                else "manifest (integer input without its own scale)"
+            )
             return {
-                "dtype": "int8" if elem == onnx.TensorProto.INT8 else "uint8",
-                "scale": float(recorded["scale"]),
-                "zero_point": int(recorded["zero_point"]),
-                "recorded": recorded,
-                "where": "manifest (integer ONNX input)",
+                "dtype": q.dtype.name,
+                "scale": q.scale,
+                "zero_point": q.zero_point,
+                "where": where,
             }
-        inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-        for node in m.graph.node:
-            if node.op_type == "QuantizeLinear" and node.input[0] == inp.name:
-                scale = inits.get(node.input[1])
-                zp = inits.get(node.input[2]) if len(node.input) > 2 else None
-                if scale is None or scale.size != 1:
-                    return None
-                return {
-                    "dtype": np.dtype(zp.dtype).name if zp is not None else "uint8",
-                    "scale": float(scale.reshape(-1)[0]),
-                    "zero_point": int(zp.reshape(-1)[0]) if zp is not None else 0,
-                    "recorded": None,
-                    "where": "first QuantizeLinear of the ONNX graph",
-                }
-    return None
+    inner = get_format(art.format).inner_input_quant
+    found = inner(manifest.verify(build, art)) if inner else None
+    if found:
+        found["where"] = "first quantize op inside the graph"
+    return found
 
 
-def input_range(build: Path, manifest: dict[str, Any], art: dict[str, Any]) -> list[dict[str, Any]]:
+def _scale_finding(q: dict[str, Any], lo: float, hi: float) -> Finding | None:
+    clo, chi = _covered_range(q["scale"], q["zero_point"], q["dtype"])
+    span, fed = chi - clo, hi - lo
+    ratio = fed / span if span else float("inf")
+    offset = abs(lo - clo) / span if span else float("inf")
+    if 1 / RANGE_TOLERANCE <= ratio <= RANGE_TOLERANCE and offset <= 0.25:
+        return None
+    return Finding(
+        Code.INPUT_SCALE_VS_PIXEL_RANGE,
+        f"input scale/zero-point do not match the manifest's pixel range: the int8 input (scale "
+        f"{q['scale']:.4g}, zero point {q['zero_point']}, {q['where']}) covers {clo:.4g}..{chi:.4g} "
+        f"but the manifest feeds {lo:g}..{hi:g}",
+        {"covered": [clo, chi], "pixel_range": [lo, hi]},
+    )
+
+
+def _recorded_finding(q: dict[str, Any], art: Artifact) -> Finding | None:
+    rec = art.input_quantization()
+    if rec is None or q["where"] != "model input tensor":
+        return None
+    if (
+        abs(rec.scale - q["scale"]) <= 1e-6 * max(1.0, q["scale"])
+        and rec.zero_point == q["zero_point"]
+    ):
+        return None
+    return Finding(
+        Code.RECORDED_QUANT_MISMATCH,
+        f"the manifest records input scale {rec.scale:.4g} / zero point {rec.zero_point} but the "
+        f"model's input has scale {q['scale']:.4g} / zero point {q['zero_point']}",
+    )
+
+
+def input_range(build: Path, manifest: Manifest, art: Artifact) -> list[Finding]:
     """Findings when the input scale/zero point, the manifest and 0-255 pixels disagree."""
-    spec = InputSpec.from_dict(manifest["model"]["input"])
-    lo, hi = (float(v) for v in spec.pixel_range)
-    out: list[dict[str, Any]] = []
-    q = None
+    lo, hi = (float(v) for v in manifest.input.pixel_range)
     try:
-        q = input_quantization(build, art)
+        q = input_quantization(build, manifest, art)
     except Exception:  # a model the runtime could run but we cannot inspect: no finding
         q = None
-    if q:
-        clo, chi = _covered_range(q["scale"], q["zero_point"], q["dtype"])
-        span, fed = chi - clo, hi - lo
-        ratio = fed / span if span else float("inf")
-        offset = abs(lo - clo) / span if span else float("inf")
-        if not (1 / RANGE_TOLERANCE <= ratio <= RANGE_TOLERANCE) or offset > 0.25:
-            out.append(
-                {
-                    "kind": "input_range",
-                    "message": f"input scale/zero-point do not match the manifest's pixel range: "
-                    f"the int8 input (scale {q['scale']:.4g}, zero point {q['zero_point']}, "
-                    f"{q['where']}) covers {clo:.4g}..{chi:.4g} but the manifest feeds {lo:g}..{hi:g}",
-                    "covered": [clo, chi],
-                    "pixel_range": [lo, hi],
-                }
-            )
-        rec = q.get("recorded")
-        if rec and q["where"] == "model input tensor":
-            if (
-                abs(float(rec["scale"]) - q["scale"]) > 1e-6 * max(1.0, q["scale"])
-                or int(rec["zero_point"]) != q["zero_point"]
-            ):
-                out.append(
-                    {
-                        "kind": "input_range",
-                        "message": f"the manifest records input scale {rec['scale']:.4g} / zero point "
-                        f"{rec['zero_point']} but the model's input has scale {q['scale']:.4g} / "
-                        f"zero point {q['zero_point']}",
-                    }
-                )
+    out = [f for f in ((_scale_finding(q, lo, hi), _recorded_finding(q, art)) if q else ()) if f]
     if (lo, hi) != (0.0, 255.0) and not out:
-        out.append(
-            {
-                "kind": "input_range",
-                "message": f"the manifest's pixel range {lo:g}..{hi:g} is not the 0..255 pixels "
-                "the model was trained on (normalization is baked into the model)",
-                "pixel_range": [lo, hi],
-            }
-        )
+        out.append(Finding(
+            Code.PIXEL_RANGE_NOT_0_255,
+            f"the manifest's pixel range {lo:g}..{hi:g} is not the 0..255 pixels the model was "
+            "trained on (normalization is baked into the model)",
+            {"pixel_range": [lo, hi]},
+        ))  # fmt: skip
     return out
 
 
-def calibration_classes(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    cal = (manifest["model"].get("optimization") or {}).get("calibration") or {}
-    counts = cal.get("class_counts")
-    if (manifest["model"].get("data") or {}).get("label_space"):
+def calibration_classes(manifest: Manifest) -> dict[str, Any] | None:
+    """The calibration-missed-classes finding as a report dict, or None."""
+    counts = manifest.optimization.get("calibration", {}).get("class_counts")
+    if manifest.model_field("data").get("label_space") or not counts:
         return None  # e.g. ImageNet-1k checked on a few photos: most classes have no images
-    labels = [str(v) for v in manifest["model"]["labels"]]
-    if not counts:
-        return None
+    labels = manifest.labels
     missing = [labels[i] if i < len(labels) else str(i) for i, c in enumerate(counts) if not c]
     missing += labels[len(counts) :]
     if not missing:
         return None
     present = [labels[i] for i, c in enumerate(counts) if c]
     shown = ", ".join(repr(m) for m in missing[:6]) + (" ..." if len(missing) > 6 else "")
-    return {
-        "kind": "calibration_classes",
-        "message": f"the calibration set is missing classes: {len(missing)} of {len(labels)} "
-        f"absent ({shown}); it held only {', '.join(repr(p) for p in present[:6])}. "
-        "Re-convert with a stratified calibration set (edgecnn convert does this by default)",
-        "missing": missing,
-        "present": present,
-    }
+    return Finding(
+        Code.CALIBRATION_CLASSES,
+        f"the calibration set is missing classes: {len(missing)} of {len(labels)} absent ({shown}); "
+        f"it held only {', '.join(repr(p) for p in present[:6])}. Re-convert with a stratified "
+        "calibration set (edgecnn convert does this by default)",
+        {"missing": missing, "present": present},
+    ).to_dict()
 
 
 # -- per-layer error -------------------------------------------------------------------------
@@ -202,16 +212,15 @@ def layer_name(tensor: str) -> str:
 
 
 def _run_all_tensors(path: Path, x: np.ndarray) -> tuple[Any, list[dict[str, Any]]]:
-    """Invoke `path` on float pixels `x` keeping all tensors; returns (interpreter, ops)."""
-    import warnings
+    """Invoke `path` on uint8 pixels `x` keeping all tensors; returns (interpreter, ops).
 
-    from ai_edge_litert.interpreter import Interpreter
+    The input goes through the runtime's own quantizer, as on the device."""
+    from edgecnn.runtime.backends import read_model_bytes, tflite_interpreter
+    from edgecnn.runtime.preprocess import InputQuantizer
 
-    from edgecnn.runtime.backends import native_info_filtered
-
-    with warnings.catch_warnings(), native_info_filtered():
-        warnings.simplefilter("ignore")
-        it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    it, _ = tflite_interpreter(
+        read_model_bytes(path), name=path.name, preserve_all_tensors=True, allocate=False
+    )
     d = it.get_input_details()[0]
     sig = d.get("shape_signature")
     if sig is not None and len(sig) and int(sig[0]) == -1:
@@ -220,11 +229,8 @@ def _run_all_tensors(path: Path, x: np.ndarray) -> tuple[Any, list[dict[str, Any
         raise ValueError("static batch")
     it.allocate_tensors()
     scale, zp = d["quantization"]
-    feed = x.astype(np.float32)
-    if np.dtype(d["dtype"]).kind in "iu" and scale:
-        info = np.iinfo(d["dtype"])
-        feed = np.clip(np.rint(feed / scale + zp), info.min, info.max)
-    it.set_tensor(d["index"], feed.astype(d["dtype"]))
+    quantize = InputQuantizer(np.dtype(d["dtype"]), scale, zp, [0.0, 255.0])
+    it.set_tensor(d["index"], quantize(np.asarray(x, dtype=np.uint8)))
     it.invoke()
     return it, it._get_ops_details()
 
@@ -285,86 +291,84 @@ def tflite_layer_errors(int8_path: Path, float_path: Path, x: np.ndarray) -> lis
     return rows
 
 
-def _float_twin(build: Path, manifest: dict[str, Any], tmp: Path) -> Path:
-    for a in manifest["artifacts"]:
-        if a.get("format") == "tflite" and a.get("precision") == "float32":
-            return build / a["path"]
-    # No float TFLite in the build: convert the reference (same converter, same tensor names).
-    from edgecnn.export.tflite import to_tflite
+DEBUG_FORMAT = next(name for name, f in FORMATS.items() if f.tensor_debug)
+
+
+def _float_twin(build: Path, manifest: Manifest, tmp: Path) -> Path:
+    found = manifest.find(DEBUG_FORMAT, "float32")
+    if found:
+        return found.file(build)
+    # No float twin in the build: export the reference (same converter, same tensor names).
+    from edgecnn.export import EXPORTERS, ExportJob
     from edgecnn.zoo.io import load_keras_model
 
-    model = load_keras_model(
-        build / ((manifest["model"].get("source") or {}).get("path") or "model.keras")
-    )
-    p = tmp / "float_twin.tflite"
-    p.write_bytes(to_tflite(model, "float32"))
+    model = load_keras_model(manifest.reference_path(build))
+    p = tmp / "float_twin"
+    EXPORTERS[DEBUG_FORMAT].export(ExportJob(model, np.zeros((0,)), tmp), "float32", p)
     return p
 
 
 def layer_errors_for(
-    build: Path, manifest: dict[str, Any], art: dict[str, Any], x: np.ndarray
-) -> list[dict[str, Any]]:
-    """Per-layer errors of an int8 artifact (TFLite; for ONNX, its int8 TFLite sibling)."""
-    target = art
-    if art.get("format") != "tflite":
-        sib = [
-            a
-            for a in manifest["artifacts"]
-            if a.get("format") == "tflite" and a.get("precision") == "int8"
-        ]
-        if not sib:
-            return []
-        target = sib[0]
-    xs = x[:LAYER_SAMPLES]
+    build: Path, manifest: Manifest, art: Artifact, x: np.ndarray
+) -> tuple[list[dict[str, Any]], str | None]:
+    """(per-layer errors of an int8 artifact, a note when they were measured on a sibling):
+    only one format exposes intermediate tensors, so other formats use its int8 sibling."""
+    target = art if art.format == DEBUG_FORMAT else manifest.find(DEBUG_FORMAT, "int8")
+    if target is None:
+        return [], None
+    note = (
+        None if target is art else f"per-layer errors measured on the int8 {DEBUG_FORMAT} sibling"
+    )
     with tempfile.TemporaryDirectory(prefix="edgecnn-diag-") as tmp:
         twin = _float_twin(build, manifest, Path(tmp))
-        return tflite_layer_errors(build / target["path"], twin, xs)
+        return tflite_layer_errors(target.file(build), twin, x[:LAYER_SAMPLES]), note
 
 
 # -- putting it together ---------------------------------------------------------------------
 
 
+def _findings(
+    build: Path, manifest: Manifest, art: Artifact, pred: np.ndarray, y: np.ndarray
+) -> list[Finding]:
+    found = [f for f in [one_class(pred, y, manifest.labels)] if f]
+    found += input_range(build, manifest, art)
+    return found
+
+
+def _layers(build: Path, manifest: Manifest, art: Artifact, x: np.ndarray) -> dict[str, Any]:
+    diag: dict[str, Any] = {"layers": []}
+    try:
+        diag["layers"], note = layer_errors_for(build, manifest, art, x)
+        if note and diag["layers"]:
+            diag["note"] = note
+    except Exception as e:  # diagnosis must never hide the verdict
+        diag["note"] = f"per-layer analysis unavailable: {str(e).splitlines()[0][:120]}"
+    return diag
+
+
 def diagnose_failures(
-    report: dict[str, Any],
-    build: Path,
-    manifest: dict[str, Any],
-    x: np.ndarray,
-    y: np.ndarray,
+    report: dict[str, Any], build: Path, manifest: Manifest, x: np.ndarray, y: np.ndarray,
     predictions: dict[str, np.ndarray],
-) -> None:
+) -> None:  # fmt: skip
     """Add a `diagnosis` {findings, layers, note} to every failing row of `report`."""
-    labels = report["labels"]
-    by_path = {a["path"]: a for a in manifest["artifacts"]}
     for row in report["artifacts"]:
         if row["passed"]:
             continue
-        art = by_path[row["artifact"]]
-        findings: list[dict[str, Any]] = []
-        pred = predictions[row["artifact"]].argmax(axis=1)
-        shape = one_class(pred, y, labels)
-        if shape:
-            findings.append(shape)
-        findings += input_range(build, manifest, art)
-        int8 = art.get("precision") == "int8"
-        if int8:
-            cal = calibration_classes(manifest)
-            if cal:
-                findings.append(cal)
+        art = manifest.by_path(row["artifact"])
+        int8 = art.precision == "int8"
+        findings = [
+            f.to_dict()
+            for f in _findings(build, manifest, art, predictions[row["artifact"]].argmax(axis=1), y)
+        ]
+        cal = calibration_classes(manifest) if int8 else None
+        findings += [cal] if cal else []
         diag: dict[str, Any] = {"findings": findings, "layers": []}
         if int8:
-            try:
-                diag["layers"] = layer_errors_for(build, manifest, art, x)
-                if art.get("format") != "tflite" and diag["layers"]:
-                    diag["note"] = "per-layer errors measured on the int8 TFLite sibling"
-            except Exception as e:  # diagnosis must never hide the verdict
-                diag["note"] = f"per-layer analysis unavailable: {str(e).splitlines()[0][:120]}"
+            diag.update(_layers(build, manifest, art, x))
         if not findings:
-            diag["findings"].append(
-                {
-                    "kind": "unrecognised",
-                    "message": "no known failure shape (one class, input range, calibration "
-                    "classes); see the per-layer errors"
-                    + ("" if int8 else " (float artifact: compare its export with the reference)"),
-                }
-            )
+            diag["findings"].append(Finding(
+                Code.UNRECOGNISED,
+                "no known failure shape (one class, input range, calibration classes); see the "
+                "per-layer errors" + ("" if int8 else " (float artifact: compare its export with the reference)"),
+            ).to_dict())  # fmt: skip
         row["diagnosis"] = diag
