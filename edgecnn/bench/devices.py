@@ -3,7 +3,7 @@
 The throughput figures calibrate the estimate mode (`edgecnn bench --device pi4`
 away from a Pi and without `--host`). Each device has one *anchor*: the public
 latency of int8 MobileNetV2-224 on it. Our own MAC counter gives that network
-301,292,992 MACs in 67 TFLite ops (`edgecnn.bench.macs` on a Keras
+301,292,992 MACs in 67 TFLite ops (`edgecnn.runtime.macs` on a Keras
 MobileNetV2(alpha=1.0, 224) converted to full-int8), so
 
     effective int8 MAC/s = MNV2_MACS / (anchor_ms - fixed_ms - MNV2_OPS * op_us / 1000)
@@ -61,6 +61,7 @@ class Device:
     fixed_ms: float = 0.02
     edgetpu: bool = False
     cpu_fallback: str | None = None  # device whose CPU runs what the accelerator cannot
+    accelerator_format: str | None = None  # artifacts of this format run on its accelerator
 
     def int8_macs_per_s(self) -> float:
         compute_ms = self.anchor_ms - self.fixed_ms - MNV2_OPS * self.op_us / 1000.0
@@ -123,6 +124,7 @@ DEVICES: dict[str, Device] = {
         fixed_ms=0.3,
         edgetpu=True,
         cpu_fallback="pi4",
+        accelerator_format="edgetpu",
     ),
     "coral-devboard": Device(
         "coral-devboard",
@@ -136,6 +138,7 @@ DEVICES: dict[str, Device] = {
         fixed_ms=0.2,
         edgetpu=True,
         cpu_fallback="coral-devboard-cpu",
+        accelerator_format="edgetpu",
     ),
     # Not user-selectable: the Dev Board's own CPU, for models the Edge TPU cannot run.
     "coral-devboard-cpu": Device(

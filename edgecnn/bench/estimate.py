@@ -11,27 +11,29 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.bench.devices import DEVICES, FLOAT_FACTOR, Device
-from edgecnn.bench.macs import count_layers
 from edgecnn.errors import BadInput
+from edgecnn.manifest import Artifact, Manifest
+from edgecnn.runtime.formats import get_format
+from edgecnn.runtime.macs import MissingReader
 
 
-def artifact_layers(
-    build_dir: Path, art: dict[str, Any], manifest: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Per-layer MACs from the artifact; ONNX without `onnx` uses a TFLite sibling or model.cost."""
-    path = build_dir / art["path"]
+def artifact_layers(build_dir: Path, art: Artifact, manifest: Manifest) -> list[dict[str, Any]]:
+    """Per-layer MACs from the artifact; when its optional reader is not installed (ONNX
+    without `onnx`), from a sibling artifact, else from the manifest's model.cost."""
     try:
-        return count_layers(path, art.get("format"))
-    except BadInput:
-        if art.get("format") != "onnx":
-            raise
-    for other in manifest.get("artifacts", []):
-        if other.get("format") == "tflite" and (build_dir / other["path"]).is_file():
-            return count_layers(build_dir / other["path"], "tflite")
-    macs = (manifest.get("model", {}).get("cost") or {}).get("macs")
+        return get_format(art.format).layers(manifest.verify(build_dir, art))
+    except MissingReader:
+        pass
+    for other in manifest.artifacts:
+        if other.format != art.format and other.file(build_dir).is_file():
+            try:
+                return get_format(other.format).layers(manifest.verify(build_dir, other))
+            except MissingReader:
+                continue
+    macs = manifest.model_field("cost").get("macs")
     if not macs:
         raise BadInput(
-            f"cannot count the MACs of {path.name}: install onnx, or convert with model.cost"
+            f"cannot count the MACs of {art.name}: install onnx, or convert with model.cost"
         )
     return [{"op": "model", "macs": int(macs), "output": []}]
 
@@ -43,7 +45,7 @@ def estimate_latency(
     basis = device
     note = f"calibrated on: {device.anchor_source}"
     int8 = precision == "int8"
-    if device.edgetpu and not (int8 and fmt in ("tflite", "edgetpu")):
+    if device.edgetpu and not (int8 and get_format(fmt).tpu_ready_int8):
         # The Edge TPU runs only full-int8 TFLite; anything else runs on the CPU beside it.
         basis = DEVICES[device.cpu_fallback or "pi4"]
         note = f"not Edge TPU-compatible ({fmt} {precision}): CPU of {basis.description}; {basis.anchor_source}"
@@ -78,9 +80,7 @@ def estimate_latency(
 
 
 def estimate_artifact(
-    build_dir: Path, art: dict[str, Any], manifest: dict[str, Any], device: Device
+    build_dir: Path, art: Artifact, manifest: Manifest, device: Device
 ) -> dict[str, Any]:
     layers = artifact_layers(build_dir, art, manifest)
-    return estimate_latency(
-        layers, art.get("precision", "float32"), art.get("format", "tflite"), device
-    )
+    return estimate_latency(layers, art.precision, art.format, device)

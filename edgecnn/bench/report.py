@@ -1,9 +1,15 @@
-"""Bench output: an Ultralytics-like table (one row per artifact) and a latency histogram PNG."""
+"""Bench output: an Ultralytics-like table (one row per artifact), the accuracy gate, and a
+latency histogram PNG when matplotlib is installed (a device-only install has none: the
+table and the JSON come first and never depend on it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from edgecnn.errors import CheckFailed
+from edgecnn.plots import can_plot
+from edgecnn.tables import format_table
 
 STATUS = {"ok": "✅", "failed": "❌", "estimate": "≈ est."}
 
@@ -66,10 +72,36 @@ def headline(rows: list[dict[str, Any]]) -> str:
     return f"measured on {r['device']} ({where}), one process per artifact"
 
 
+def render(rows: list[dict[str, Any]], several_models: bool = False) -> str:
+    table, cols = table_rows(rows, several_models)
+    return headline(rows) + "\n" + format_table(table, cols)
+
+
+def check_gates(rows: list[dict[str, Any]], min_accuracy: float | None = None) -> None:
+    """CheckFailed when an artifact failed to run or scored below `min_accuracy`."""
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        raise CheckFailed(
+            f"{len(failed)} artifact(s) failed: {failed[0]['artifact']}: {failed[0].get('error')}"
+        )
+    low = [
+        r
+        for r in rows
+        if min_accuracy is not None
+        and r.get("accuracy") is not None
+        and r["accuracy"] < min_accuracy
+    ]
+    if low:
+        raise CheckFailed(
+            f"{low[0]['artifact']} accuracy {low[0]['accuracy']:.4f} is below --min-accuracy {min_accuracy}"
+        )
+
+
 def plot_histogram(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
-    """Overlaid per-artifact latency histograms; None when nothing was measured."""
+    """Overlaid per-artifact latency histograms; None when nothing was measured or there is
+    no matplotlib (pip install matplotlib, or edgecnn[train])."""
     measured = [r for r in rows if r.get("latencies_ms")]
-    if not measured:
+    if not measured or not can_plot():
         return None
     import matplotlib
 
@@ -102,3 +134,23 @@ def plot_histogram(rows: list[dict[str, Any]], path: str | Path, title: str = ""
     path = Path(path)
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def summarize(
+    rows: list[dict[str, Any]],
+    build_dir: Path,
+    plot: Path | None = None,
+    draw: bool = True,
+    several_models: bool = False,
+) -> dict[str, Any]:
+    """The table text and, when there are measurements, the histogram PNG (None without
+    matplotlib, and the text says so). What `edgecnn bench` and the run stage both show."""
+    text = render(rows, several_models)
+    path = None
+    if draw and any(r.get("latencies_ms") for r in rows):
+        path = plot_histogram(rows, plot or build_dir / f"bench_{rows[0]['device']}_latency.png")
+        if path is None and not can_plot():
+            text += "\nno latency histogram: matplotlib is not installed (pip install matplotlib)"
+    if path:
+        text += f"\nlatency histogram: {path}"
+    return {"text": text, "histogram": str(path) if path else None}

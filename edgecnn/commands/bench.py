@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 
 from edgecnn.bench.devices import DEVICE_NAMES
-from edgecnn.commands.common import emit, format_table, handle_errors
-from edgecnn.errors import CheckFailed
-from edgecnn.runtime.backends import BACKENDS
+from edgecnn.commands.common import emit, handle_errors
+from edgecnn.runtime.formats import BACKENDS
 
 
 @click.command("bench")
@@ -108,44 +107,18 @@ def command(
       edgecnn bench build/digits_cnn --device pi4                  # estimate
       edgecnn bench build/digits_cnn --device pi4 --host pi@raspberrypi.local
     """
-    from edgecnn.bench.api import bench_build
-    from edgecnn.bench.devices import get_device
-    from edgecnn.bench.report import headline, plot_histogram, table_rows
+    from edgecnn.bench.api import BenchOptions, bench_build
+    from edgecnn.bench.report import check_gates, summarize
 
-    get_device(device)  # unknown names fail before any work
-    rows = []
-    for m in models:
-        rows += bench_build(
-            m, device=device, runs=runs, warmup=warmup, data=data, host=host, threads=threads,
-            artifacts=list(artifacts) or None, estimate=estimate, limit=limit,
-            known_hosts=known_hosts, identity=identity, remote_python=remote_python, timeout=timeout,
-            backend=backend,
-        )  # fmt: skip
-    plot_path = None
-    if not no_plot and any(r.get("latencies_ms") for r in rows):
-        first = Path(models[0])
-        build = first if first.is_dir() else first.parent
-        target = Path(plot) if plot else build / f"bench_{rows[0]['device']}_latency.png"
-        plot_path = plot_histogram(rows, target)
-    failed = [r for r in rows if r["status"] == "failed"]
-    low = [
-        r
-        for r in rows
-        if min_accuracy is not None
-        and r.get("accuracy") is not None
-        and r["accuracy"] < min_accuracy
-    ]
+    opts = BenchOptions(
+        device=device, runs=runs, warmup=warmup, data=data, host=host, threads=threads,
+        artifacts=list(artifacts) or None, estimate=estimate, limit=limit, known_hosts=known_hosts,
+        identity=identity, remote_python=remote_python, timeout=timeout, backend=backend,
+    ).check()  # fmt: skip
+    rows = [row for m in models for row in bench_build(m, opts)]
+    first = Path(models[0])
+    out = summarize(rows, first if first.is_dir() else first.parent, Path(plot) if plot else None,
+                    draw=not no_plot, several_models=len(models) > 1)  # fmt: skip
     clean = [{k: v for k, v in r.items() if k != "latencies_ms"} for r in rows]
-    table, cols = table_rows(rows, several_models=len(models) > 1)
-    text = headline(rows) + "\n" + format_table(table, cols)
-    if plot_path:
-        text += f"\nlatency histogram: {plot_path}"
-    emit({"results": clean, "histogram": str(plot_path) if plot_path else None}, as_json, text)
-    if failed:
-        raise CheckFailed(
-            f"{len(failed)} artifact(s) failed: {failed[0]['artifact']}: {failed[0].get('error')}"
-        )
-    if low:
-        raise CheckFailed(
-            f"{low[0]['artifact']} accuracy {low[0]['accuracy']:.4f} is below --min-accuracy {min_accuracy}"
-        )
+    emit({"results": clean, "histogram": out["histogram"]}, as_json, out["text"])
+    check_gates(rows, min_accuracy)

@@ -1,41 +1,17 @@
-"""Shared CLI plumbing: error handling, quiet TensorFlow, tables and JSON output."""
+"""Shared CLI plumbing: error handling and output (tables come from `edgecnn.tables`)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import logging
 import os
 import sys
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from edgecnn.errors import EdgeCNNError
-
-
-def quiet_tensorflow(import_now: bool = True) -> None:
-    """Silence TensorFlow/absl start-up noise before anything imports TensorFlow.
-
-    TF 2.21 logs through absl's C++ logger before `TF_CPP_MIN_LOG_LEVEL` is
-    read, so the import itself runs inside `captured_output` (file descriptors 1 and 2).
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    if import_now and "tensorflow" not in sys.modules:
-        from edgecnn.export.quiet import captured_output
-
-        with captured_output(), contextlib.suppress(ImportError):
-            import tensorflow  # noqa: F401  (the caller's own import reports a missing TF)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -64,27 +40,6 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"{type(e).__name__}: {detail} (set EDGECNN_DEBUG=1 for a traceback)", 2)
 
     return wrapper
-
-
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A plain aligned text table (no extra dependency for the device side)."""
-    if not rows:
-        return "(no rows)"
-    columns = list(columns or rows[0].keys())
-
-    def cell(v: Any) -> str:
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
-        return str(v)
-
-    grid = [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(g[i]) for g in grid)) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    sep = "  ".join("-" * w for w in widths)
-    body = ["  ".join(v.ljust(w) for v, w in zip(g, widths, strict=True)) for g in grid]
-    return "\n".join([line, sep, *body])
 
 
 def emit(data: Any, as_json: bool, table: str | None = None) -> None:

@@ -7,8 +7,10 @@ from typing import Any
 
 import click
 
-from edgecnn.commands.common import emit, format_table, handle_errors, quiet_tensorflow
+from edgecnn.commands.common import emit, handle_errors
 from edgecnn.errors import CheckFailed
+from edgecnn.quiet import quiet_tensorflow
+from edgecnn.tables import format_table
 
 
 def _summary_table(report: dict[str, Any]) -> str:
@@ -188,50 +190,24 @@ def command(
       edgecnn convert runs/cifar --data cifar10 --out build/tpu --formats tflite \\
           --precision int8 --io-dtype uint8 --edgetpu
     """
+    from edgecnn.build import BuildConfig
+    from edgecnn.data import check_dataset_name
+
+    cfg = BuildConfig(
+        prune=prune, prune_filters=prune_filters, filter_multiple=filter_multiple,
+        fine_tune_epochs=fine_tune_epochs, precisions=precisions, formats=formats,
+        calib_samples=calib_samples, io_dtype=io_dtype, edgetpu=edgetpu, onnx_int8=onnx_int8,
+        eval_samples=eval_samples, seed=seed,
+    ).validated()  # fmt: skip
+    check_dataset_name(data_name)  # every typo fails here, before TensorFlow loads
     quiet_tensorflow()
-    from edgecnn.convert import convert_model, parse_formats
-    from edgecnn.export.onnx import check_int8_method
-    from edgecnn.optimize.prune import check_sparsity
-    from edgecnn.optimize.quantize import check_io_dtype, parse_precisions
-
-    # Cheap checks first, so a typo fails before TensorFlow loads.
-    parse_precisions(precisions)
-    parse_formats(formats)
-    check_io_dtype(io_dtype)
-    check_int8_method(onnx_int8)
-    if prune is not None:
-        check_sparsity(prune)
-    if prune_filters is not None:
-        check_sparsity(prune_filters, "filter-pruning fraction")
-
-    from edgecnn.export.quiet import captured_output
-
-    with captured_output():  # absl/CUDA start-up lines are written before any log level applies
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+    from edgecnn.build import convert_model
 
     def progress(msg: str) -> None:
         if not (quiet or as_json):
             click.echo(f"... {msg}", err=True)
 
-    report = convert_model(
-        model,
-        data_name,
-        out,
-        prune=prune,
-        prune_filters=prune_filters,
-        filter_multiple=filter_multiple,
-        fine_tune_epochs=fine_tune_epochs,
-        precisions=precisions,
-        formats=formats,
-        calib_samples=calib_samples,
-        io_dtype=io_dtype,
-        edgetpu=edgetpu,
-        onnx_int8=onnx_int8,
-        eval_samples=eval_samples,
-        seed=seed,
-        progress=progress,
-    )
+    report = convert_model(model, data_name, out, cfg, progress)
     emit(report, as_json, _summary_table(report))
     sys.stdout.flush()
     if edgetpu and report.get("edgetpu") and not report["edgetpu"]["compatible"]:

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from edgecnn.commands.common import emit, format_table, handle_errors
+from edgecnn.commands.common import emit, handle_errors
+from edgecnn.tables import format_table
 
 
 @click.command(

@@ -6,8 +6,10 @@ from typing import Any
 
 import click
 
-from edgecnn.commands.common import emit, format_table, handle_errors, quiet_tensorflow
+from edgecnn.commands.common import emit, handle_errors
 from edgecnn.errors import BadInput
+from edgecnn.quiet import quiet_tensorflow
+from edgecnn.tables import format_table
 
 COLUMNS = ["name", "type", "output_shape", "params", "trainable", "macs"]
 
@@ -24,7 +26,7 @@ def _table(report: dict[str, Any]) -> str:
         }
         for r in report["layers"]
     ]
-    from edgecnn.cost import format_count
+    from edgecnn.zoo.cost import format_count
 
     shape = " ".join("x".join(str(d) for d in s) for s in report["input_shape"])
     lines = [
@@ -95,7 +97,7 @@ def command(
 
         check_image(image)
     quiet_tensorflow()
-    from edgecnn.cost import model_cost
+    from edgecnn.zoo.cost import model_cost
     from edgecnn.zoo.io import load_keras_model
 
     model = load_keras_model(path)

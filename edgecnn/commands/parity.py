@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from edgecnn.commands.common import emit, format_table, handle_errors
+from edgecnn.commands.common import emit, handle_errors
 from edgecnn.errors import CheckFailed
+from edgecnn.tables import format_table
 
 
 @click.command("parity")

@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import click
 
-from edgecnn.commands.common import emit, format_table, handle_errors
-from edgecnn.errors import BadInput
-from edgecnn.runtime.backends import BACKENDS
-
-
-def load_image(path: str | Path) -> Any:
-    """Open an image file with Pillow; anything else is a one-line BadInput."""
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    try:
-        with Image.open(p) as img:
-            img.load()
-            return img.copy()
-    except FileNotFoundError:
-        raise BadInput(f"{p} does not exist") from None
-    except IsADirectoryError:
-        raise BadInput(f"{p} is a directory, not an image") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise BadInput(f"{p} is not an image ({type(e).__name__})") from None
+from edgecnn.commands.common import emit, handle_errors
+from edgecnn.runtime.formats import BACKENDS
+from edgecnn.tables import format_table
 
 
 @click.command("predict")
@@ -61,8 +41,9 @@ def command(
       edgecnn predict build/digits_cnn photo1.png photo2.jpg --top-k 3
     """
     from edgecnn.runtime import Runner
+    from edgecnn.runtime.images import decode_image
 
-    pictures = [(p, load_image(p)) for p in images]  # fail on a bad file before loading the model
+    pictures = [(p, decode_image(p)) for p in images]  # fail on a bad file before loading the model
     with Runner(model, backend=backend, threads=threads, artifact=artifact) as runner:
         results = []
         for path, img in pictures:
@@ -81,10 +62,10 @@ def command(
             for r in results
             for i, p in enumerate(r["predictions"])
         ]
-        header = f"{runner.name}: {Path(runner.artifact['path']).name} on {runner.backend_name}"
+        header = f"{runner.name}: {runner.artifact.name} on {runner.backend_name}"
         data = {
             "model": runner.name,
-            "artifact": runner.artifact["path"],
+            "artifact": runner.artifact.path,
             "backend": runner.backend_name,
         }
     emit({**data, "results": results}, as_json, header + "\n" + format_table(rows))

@@ -6,8 +6,10 @@ import sys
 
 import click
 
-from edgecnn.commands.common import emit, format_table, handle_errors, quiet_tensorflow
+from edgecnn.commands.common import emit, handle_errors
 from edgecnn.errors import CheckFailed
+from edgecnn.quiet import quiet_tensorflow
+from edgecnn.tables import format_table
 
 
 @click.command("run")
@@ -29,8 +31,7 @@ def command(recipe: str, out: str | None, stages: str | None, as_json: bool, qui
       edgecnn run models/digits_cnn.toml --stages train
     """
     quiet_tensorflow(import_now=False)
-    from edgecnn.recipe import load_recipe
-    from edgecnn.stages import run_recipe
+    from edgecnn.recipe import load_recipe, run_recipe
 
     r = load_recipe(recipe)
     wanted = [s.strip() for s in stages.split(",") if s.strip()] if stages else None

@@ -6,7 +6,9 @@ import sys
 
 import click
 
-from edgecnn.commands.common import emit, format_table, handle_errors, quiet_tensorflow
+from edgecnn.commands.common import emit, handle_errors
+from edgecnn.quiet import quiet_tensorflow
+from edgecnn.tables import format_table
 
 
 @click.command("train")

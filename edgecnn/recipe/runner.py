@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import BadInput, CheckFailed
-from edgecnn.recipe import Recipe
+from edgecnn.recipe.schema import Recipe
+from edgecnn.tables import format_table
 
 StageFn = Callable[[Recipe, Path, dict[str, Any]], dict[str, Any]]
 
@@ -33,19 +34,30 @@ def stage_train(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, A
 
 
 def stage_convert(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, Any]:
-    from edgecnn.convert import convert_from_recipe
+    from edgecnn.build import convert_from_recipe
 
     report = convert_from_recipe(recipe, state["model_dir"], out / "build")
     state["build_dir"] = out / "build"
-    from edgecnn.manifest import load_manifest
+    sizes = ", ".join(f"{r['artifact']} {r['size'] / 1024:.0f} KiB" for r in report["artifacts"])
+    return {
+        "result": f"{len(report['artifacts'])} artifacts in {out / 'build'}: {sizes}",
+        "details": report,
+    }
 
-    arts = load_manifest(out / "build")["artifacts"]
-    sizes = ", ".join(f"{Path(a['path']).name} {a['size'] / 1024:.0f} KiB" for a in arts)
-    return {"result": f"{len(arts)} artifacts in {out / 'build'}: {sizes}", "details": report}
+
+def parity_line(report: dict[str, Any]) -> str:
+    rows = report.get("artifacts", [])
+    worst = max((r.get("drop", 0.0) for r in rows), default=0.0)
+    agree = min((r.get("agreement", 1.0) for r in rows), default=1.0)
+    verdict = "pass" if report.get("passed") else "FAIL"
+    return (
+        f"{verdict}: {len(rows)} artifacts vs float top-1 {report['reference']['top1']:.2%}, "
+        f"worst drop {worst:.2f} pts, min agreement {agree:.2%}"
+    )
 
 
 def stage_parity(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, Any]:
-    from edgecnn.parity import run_parity
+    from edgecnn.parity import TABLE_COLUMNS, run_parity, table_rows
 
     p = recipe["parity"]
     build = state["build_dir"]
@@ -53,9 +65,6 @@ def stage_parity(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, 
         build, recipe["data"]["name"], split=p["split"], max_drop=p["max_drop"],
         min_agreement=p["min_agreement"], report=build / "parity.md",
     )  # fmt: skip
-    from edgecnn.commands.common import format_table
-    from edgecnn.parity import TABLE_COLUMNS, table_rows
-
     state["parity"] = report
     return {
         "status": "ok" if report["passed"] else "failed",
@@ -65,37 +74,33 @@ def stage_parity(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, 
     }
 
 
-def parity_line(report: dict[str, Any]) -> str:
-    rows = report.get("artifacts", [])
-    worst = max((r.get("drop", 0.0) for r in rows), default=0.0)
-    agree = min((r.get("agreement", 1.0) for r in rows), default=1.0)
-    verdict = "pass" if report.get("passed") else "FAIL"
-    return f"{verdict}: {len(rows)} artifacts vs float top-1 {report['reference']['top1']:.2%}, worst drop {worst:.2f} pts, min agreement {agree:.2%}"
-
-
 def stage_bench(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, Any]:
-    from edgecnn.bench import bench_build
-    from edgecnn.bench.report import headline, table_rows
-    from edgecnn.commands.common import format_table
+    """The same measurement, gate and histogram as `edgecnn bench`."""
+    from edgecnn.bench.api import BenchOptions, bench_build
+    from edgecnn.bench.report import check_gates, summarize
 
     b = recipe["bench"]
-    rows = bench_build(
-        state["build_dir"],
-        device=b["device"],
-        runs=b["runs"],
-        warmup=b["warmup"],
-        threads=b["threads"],
+    data = recipe["data"]["name"] if b["min_accuracy"] is not None else None
+    opts = BenchOptions(
+        device=b["device"], runs=b["runs"], warmup=b["warmup"], threads=b["threads"], data=data
     )
-    table, cols = table_rows(rows)
+    rows = bench_build(state["build_dir"], opts)
+    shown = summarize(rows, state["build_dir"])
     fastest = min((r for r in rows if r.get("ms")), key=lambda r: r["ms"], default=None)
     line = f"{len(rows)} artifacts on {b['device']}"
     if fastest:
         line += f"; fastest {fastest['format']} {fastest['precision']} {fastest['ms']:.3f} ms"
-    return {
+    result = {
         "result": line,
         "details": rows,
-        "table": headline(rows) + "\n" + format_table(table, cols),
+        "table": shown["text"],
+        "histogram": shown["histogram"],
     }
+    try:
+        check_gates(rows, b["min_accuracy"])
+    except CheckFailed as e:
+        result.update(status="failed", result=f"{line}: {e}")
+    return result
 
 
 STAGE_FUNCS: dict[str, StageFn] = {

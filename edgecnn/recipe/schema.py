@@ -76,6 +76,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "runs": ((int,), 100),
         "warmup": ((int,), 10),
         "threads": ((int,), None),
+        "min_accuracy": (_NUM, None),  # exit 1 below this (accuracy on the recipe's test split)
     },
 }
 TOP_LEVEL = {"name", "description", "stages", *SCHEMA}
@@ -163,7 +164,7 @@ def load_recipe(path: str | Path) -> Recipe:
         # checkout this package was installed from (pip install -e .), so `edgecnn run` works
         # from any directory.
         name = p.name if p.suffix == ".toml" else f"{p.name}.toml"
-        for base in (Path("models"), Path(__file__).resolve().parent.parent / "models"):
+        for base in (Path("models"), Path(__file__).resolve().parents[2] / "models"):
             if (base / name).is_file():
                 p = base / name
                 break
