@@ -98,29 +98,21 @@ def make_bundle(build_dir: str | Path) -> Bundle:
     files: dict[str, Path] = {MANIFEST_NAME: build / MANIFEST_NAME}
     if (build / LABELS_NAME).is_file():
         files[LABELS_NAME] = build / LABELS_NAME
-    arts = manifest.get("artifacts") or []
-    if not arts:
+    if not manifest.artifacts:
         raise BadInput(f"{build / MANIFEST_NAME} lists no artifacts")
     sums: dict[str, str] = {}
-    for art in arts:
-        rel = str(art["path"])
+    for art in manifest.artifacts:
+        rel = art.path
         if rel.startswith("/") or ".." in Path(rel).parts:
             raise BadInput(f"artifact path {rel!r} in the manifest leaves the build directory")
-        path = build / rel
-        if not path.is_file():
-            raise BadInput(f"artifact {rel} listed in the manifest is missing from {build}")
-        got = sha256_file(path)
-        if art.get("sha256") and got != art["sha256"]:
-            raise BadInput(f"{rel} does not match its manifest sha256 in {build}; rebuild it")
-        files[rel] = path
-        sums[rel] = got
+        data = manifest.verify(build, art)
+        files[rel] = art.file(build)
+        sums[rel] = hashlib.sha256(data).hexdigest()
     for rel in (MANIFEST_NAME, LABELS_NAME):
         if rel in files:
             sums[rel] = sha256_file(files[rel])
-    name = str(manifest["model"].get("name", build.name))
-    created = re.sub(r"[^0-9T]", "", str(manifest.get("created", "")))[:15] or time.strftime(
-        "%Y%m%dT%H%M%S"
-    )
+    name = manifest.name or build.name
+    created = re.sub(r"[^0-9T]", "", manifest.created)[:15] or time.strftime("%Y%m%dT%H%M%S")
     digest = hashlib.sha256(
         b"".join(f"{k}:{v}\n".encode() for k, v in sorted(sums.items()))
     ).hexdigest()[:10]

@@ -9,6 +9,13 @@ from typing import Any
 import numpy as np
 
 
+def can_plot() -> bool:
+    """matplotlib is optional wherever plots are (a device-only install has none)."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _pyplot() -> Any:
     import matplotlib
 

@@ -19,8 +19,10 @@ import numpy as np
 from edgecnn.data import Dataset, load_dataset
 from edgecnn.errors import BadInput
 from edgecnn.fsutil import atomic_dir, check_writable_dir, sha256_file
-from edgecnn.manifest import InputSpec, new_manifest, save_manifest, write_labels
-from edgecnn.zoo.registry import default_input_shape, get_arch
+from edgecnn.manifest import InputSpec, Manifest, new_manifest, write_labels
+from edgecnn.quiet import quiet_tensorflow
+from edgecnn.versions import tool_versions
+from edgecnn.zoo.registry import default_input_shape, get_arch, is_transfer
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -232,15 +234,7 @@ def _write_history(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def train(
-    cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = None
-) -> dict[str, Any]:
-    """Train one model into `out` (complete or absent) and return a summary dict."""
-    from edgecnn.commands.common import quiet_tensorflow
-
-    # Everything a user can get wrong is checked before TensorFlow's slow import.
-    cfg.validate()
-    check_writable_dir(out)
+def _load_data(cfg: TrainConfig, dataset: Dataset | None) -> tuple[Dataset, tuple[int, int, int]]:
     data = dataset or load_dataset(
         cfg.data, val_split=cfg.val_split, test_split=cfg.test_split, seed=cfg.seed,
         limit_train=cfg.limit_train,
@@ -251,106 +245,116 @@ def train(
             "epochs 0), not for training"
         )
     shape = default_input_shape(cfg.arch, data.input_shape, cfg.input_size)
-    data = data.adapted(shape)
-    quiet_tensorflow()
+    return data.adapted(shape), shape
 
+
+def _model_options(cfg: TrainConfig) -> dict[str, Any]:
+    opts: dict[str, Any] = {"dropout": cfg.dropout, "l2": cfg.l2, "dense_units": cfg.dense_units}
+    if is_transfer(cfg.arch):
+        opts.update(weights=cfg.weights, alpha=cfg.alpha, head=cfg.head)
+    return opts
+
+
+def _fit_phases(
+    cfg: TrainConfig, data: Dataset, shape: tuple[int, int, int], ckpt: Path
+) -> tuple[Any, list[dict], list[float]]:
+    """Build and fit (then, for transfer backbones, fine-tune); (last model, history, epoch times)."""
+    from edgecnn.zoo import build_model, load_keras_model
+
+    with _strategy(cfg.strategy).scope():
+        model = build_model(cfg.arch, shape, data.num_classes, **_model_options(cfg))
+        _compile(model, cfg.learning_rate)
+    # epochs == 0: a pretrained classifier used as it is (head "imagenet")
+    rows, times = _fit(model, cfg, data, cfg.epochs, ckpt, "train") if cfg.epochs else ([], [])
+    if is_transfer(cfg.arch) and cfg.fine_tune_layers > 0 and cfg.fine_tune_epochs > 0:
+        from edgecnn.zoo.transfer import set_fine_tune
+
+        model = load_keras_model(ckpt) if ckpt.exists() else model
+        with _strategy(cfg.strategy).scope():
+            n = set_fine_tune(model, cfg.fine_tune_layers)
+            _compile(model, cfg.fine_tune_learning_rate)
+        more, more_t = _fit(model, cfg, data, cfg.fine_tune_epochs, ckpt, f"fine_tune({n} layers)")
+        rows += more
+        times += more_t
+    if not ckpt.exists():  # no epoch improved on nothing: keep the final weights
+        model.save(ckpt)
+    return model, rows, times
+
+
+def _training_manifest(cfg: TrainConfig, data: Dataset, shape: tuple[int, int, int], ckpt: Path,
+                       best: Any, stats: dict[str, Any]) -> Manifest:  # fmt: skip
+    from edgecnn.zoo.cost import manifest_cost
+
+    spec = InputSpec.for_shape(shape)
+    if cfg.head == "imagenet":
+        spec.resize = "crop"  # as the ImageNet classifier was evaluated: centre crop
+    manifest = new_manifest(
+        name=cfg.name or f"{cfg.arch}_{cfg.data.split(':')[0]}",
+        arch=cfg.arch,
+        labels=data.class_names,
+        input_spec=spec,
+        source={"path": "model.keras", "sha256": sha256_file(ckpt)},
+        cost=manifest_cost(best),
+        data=data.describe(),
+        training={
+            **{k: v for k, v in asdict(cfg).items() if k not in ("extra", "verbose")},
+            **stats,
+        },
+    )
+    manifest.tools = tool_versions()
+    return manifest
+
+
+def _write_outputs(
+    tmp: Path, cfg: TrainConfig, data: Dataset, rows: list[dict], pred: np.ndarray, test_acc: float
+) -> None:
+    from edgecnn.plots import can_plot, plot_confusion, plot_curves
+
+    if rows:
+        _write_history(tmp / "history.csv", rows)
+    if can_plot():
+        if rows:
+            plot_curves(rows, tmp / "curves.png", title=f"{cfg.arch} on {cfg.data}")
+        plot_confusion(data.y_test, pred, data.class_names, tmp / "confusion.png",
+                       title=f"test accuracy {test_acc:.2%}")  # fmt: skip
+    write_labels(tmp, data.class_names)
+
+
+def train(
+    cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = None
+) -> dict[str, Any]:
+    """Train one model into `out` (complete or absent) and return a summary dict."""
+    # Everything a user can get wrong is checked before TensorFlow's slow import.
+    cfg.validate()
+    check_writable_dir(out)
+    data, shape = _load_data(cfg, dataset)
+    quiet_tensorflow()
     import keras
 
-    from edgecnn.cost import manifest_cost
-    from edgecnn.plots import plot_confusion, plot_curves
-    from edgecnn.zoo import build_model, is_transfer, load_keras_model
+    from edgecnn.zoo import load_keras_model
 
     keras.utils.set_random_seed(cfg.seed)
     _deterministic()
-    model_opts: dict[str, Any] = {
-        "dropout": cfg.dropout,
-        "l2": cfg.l2,
-        "dense_units": cfg.dense_units,
-    }
-    transfer = is_transfer(cfg.arch)
-    if transfer:
-        model_opts.update(weights=cfg.weights, alpha=cfg.alpha, head=cfg.head)
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
         ckpt = tmp / "model.keras"
-        with _strategy(cfg.strategy).scope():
-            model = build_model(cfg.arch, shape, data.num_classes, **model_opts)
-            _compile(model, cfg.learning_rate)
-        # epochs == 0: a pretrained classifier used as it is (head "imagenet")
-        rows, times = _fit(model, cfg, data, cfg.epochs, ckpt, "train") if cfg.epochs else ([], [])
-        if transfer and cfg.fine_tune_layers > 0 and cfg.fine_tune_epochs > 0:
-            from edgecnn.zoo.transfer import set_fine_tune
-
-            model = load_keras_model(ckpt) if ckpt.exists() else model
-            with _strategy(cfg.strategy).scope():
-                n = set_fine_tune(model, cfg.fine_tune_layers)
-                _compile(model, cfg.fine_tune_learning_rate)
-            more, more_t = _fit(
-                model, cfg, data, cfg.fine_tune_epochs, ckpt, f"fine_tune({n} layers)"
-            )
-            rows += more
-            times += more_t
-        if not ckpt.exists():  # no epoch improved on nothing: keep the final weights
-            model.save(ckpt)
+        _, rows, times = _fit_phases(cfg, data, shape, ckpt)
         best = load_keras_model(ckpt)
-        probs = best.predict(data.x_test.astype(np.float32), batch_size=256, verbose=0)
-        pred = probs.argmax(axis=1)
+        pred = best.predict(data.x_test.astype(np.float32), batch_size=256, verbose=0).argmax(
+            axis=1
+        )
         test_acc = float((pred == data.y_test).mean())
         train_seconds = time.perf_counter() - t0
-
-        if rows:
-            _write_history(tmp / "history.csv", rows)
-            plot_curves(rows, tmp / "curves.png", title=f"{cfg.arch} on {cfg.data}")
-        plot_confusion(
-            data.y_test,
-            pred,
-            data.class_names,
-            tmp / "confusion.png",
-            title=f"test accuracy {test_acc:.2%}",
-        )
-        write_labels(tmp, data.class_names)
-        spec = InputSpec.for_shape(shape)
-        if cfg.head == "imagenet":
-            spec.resize = "crop"  # as the ImageNet classifier was evaluated: centre crop
-        manifest = new_manifest(
-            name=cfg.name or f"{cfg.arch}_{cfg.data.split(':')[0]}",
-            arch=cfg.arch,
-            labels=data.class_names,
-            input_spec=spec,
-            source={"path": "model.keras", "sha256": sha256_file(ckpt)},
-            cost=manifest_cost(best),
-            data=data.describe(),
-            training={
-                **{k: v for k, v in asdict(cfg).items() if k not in ("extra", "verbose")},
-                "epochs_run": len(rows),
-                "seconds_per_epoch": float(np.mean(times)) if times else None,
-                "test_accuracy": test_acc,
-                "params": int(best.count_params()),
-            },
-        )
-        manifest["tools"] = _tool_versions()
-        save_manifest(tmp, manifest)
+        _write_outputs(tmp, cfg, data, rows, pred, test_acc)
+        stats = {
+            "epochs_run": len(rows), "seconds_per_epoch": float(np.mean(times)) if times else None,
+            "test_accuracy": test_acc, "params": int(best.count_params()),
+        }  # fmt: skip
+        _training_manifest(cfg, data, shape, ckpt, best, stats).save(tmp)
     return {
-        "out": str(Path(out).resolve()),
-        "arch": cfg.arch,
-        "data": cfg.data,
-        "input_shape": list(shape),
-        "epochs_run": len(rows),
-        "seconds_per_epoch": float(np.mean(times)) if times else None,
+        "out": str(Path(out).resolve()), "arch": cfg.arch, "data": cfg.data, "input_shape": list(shape),
+        **{k: stats[k] for k in ("epochs_run", "seconds_per_epoch")},
         "train_seconds": round(train_seconds, 2),
         "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in rows), default=None),
-        "test_accuracy": test_acc,
-        "params": int(best.count_params()),
-    }
-
-
-def _tool_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for pkg in ("edgecnn", "tensorflow", "keras", "numpy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+        "test_accuracy": test_acc, "params": stats["params"],
+    }  # fmt: skip

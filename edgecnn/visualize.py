@@ -123,35 +123,20 @@ def plot_filters(model: Any, path: str | os.PathLike) -> dict[str, Any]:
 
 def check_image(path: str | os.PathLike) -> None:
     """Fail fast (before TensorFlow loads) on a missing or unreadable image."""
-    from PIL import Image, UnidentifiedImageError
+    from edgecnn.runtime.images import decode_image
 
-    p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"image not found: {p}")
     try:
-        with Image.open(p) as img:
-            img.verify()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise BadInput(f"cannot read image {p}: {e}") from None
+        decode_image(path)
+    except BadInput as e:
+        raise BadInput(f"cannot read image {path}: {e}") from None
 
 
 def load_image(path: str | os.PathLike, shape: tuple[int, int, int]) -> np.ndarray:
     """One image file as a (1, H, W, C) float32 batch of 0-255 pixels in the model's shape."""
-    from PIL import Image, UnidentifiedImageError
-
     from edgecnn.data.base import adapt_images
+    from edgecnn.runtime.images import decode_image
 
-    p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"image not found: {p}")
-    try:
-        with Image.open(p) as img:
-            img = img.convert("L" if shape[2] == 1 else "RGB")
-            arr = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise BadInput(f"cannot read image {p}: {e}") from None
-    if arr.ndim == 2:
-        arr = arr[..., None]
+    arr = decode_image(path, mode="L" if shape[2] == 1 else "RGB")
     return adapt_images(arr[None], shape).astype(np.float32)
 
 

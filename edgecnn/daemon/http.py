@@ -12,7 +12,6 @@ import email.parser
 import email.policy
 import errno
 import hmac
-import io
 import json
 import logging
 import socket
@@ -49,8 +48,6 @@ class HTTPError(Exception):
 
 def decode_image(data: bytes, content_type: str = "") -> np.ndarray:
     """An uploaded image (raw body or the first file of a multipart form) as RGB uint8."""
-    from PIL import Image, UnidentifiedImageError
-
     if content_type.lower().startswith("multipart/form-data"):
         msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
             b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + data
@@ -69,24 +66,16 @@ def decode_image(data: bytes, content_type: str = "") -> np.ndarray:
         data = parts[0].get_payload(decode=True) or b""
     if not data:
         raise HTTPError(400, "empty upload; send the image bytes as the request body")
+    from edgecnn.runtime import images
+
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise HTTPError(413, f"image is {w}x{h}; at most {MAX_PIXELS} pixels accepted")
-            im.draft("RGB", (1024, 1024))  # JPEG: decode at reduced size when huge
-            rgb = im.convert("RGB")
-    except HTTPError:
-        raise
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        OSError,
-        ValueError,
-        SyntaxError,
-    ) as e:
-        raise HTTPError(400, f"upload is not a readable image ({type(e).__name__})") from None
-    return np.asarray(rgb)
+        return images.decode_image(data, mode="RGB", max_pixels=MAX_PIXELS, fit=(1024, 1024))
+    except images.ImageTooLarge as e:
+        raise HTTPError(413, str(e)) from None
+    except BadInput as e:
+        raise HTTPError(
+            400, f"upload is not a readable image ({str(e).rsplit('(', 1)[-1]}"
+        ) from None
 
 
 PAGE = """<!doctype html>

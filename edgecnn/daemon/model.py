@@ -19,6 +19,7 @@ import numpy as np
 
 from edgecnn.errors import BadInput, EdgeCNNError
 from edgecnn.manifest import MANIFEST_NAME
+from edgecnn.runtime.formats import is_artifact_file
 
 log = logging.getLogger("edgecnn.daemon.model")
 
@@ -64,7 +65,7 @@ def model_signature(path: str | os.PathLike) -> tuple:
     directory = real if real.is_dir() else real.parent
     parts: list[Any] = [str(real)]
     for f in sorted(directory.glob("*")) if directory.is_dir() else []:
-        if f.name == MANIFEST_NAME or f.suffix in (".tflite", ".onnx"):
+        if f.name == MANIFEST_NAME or is_artifact_file(f.name):
             try:
                 st = f.stat()
                 parts.append((f.name, st.st_mtime_ns, st.st_size, st.st_ino))
@@ -81,15 +82,12 @@ def model_signature(path: str | os.PathLike) -> tuple:
 
 def _version(runner: Any) -> str:
     """Model version for display: manifest's model.version, else the artifact's short sha256."""
-    m = getattr(runner, "manifest", {}) or {}
-    model = m.get("model", {}) if isinstance(m, dict) else {}
-    if model.get("version"):
-        return str(model["version"])
-    art = getattr(runner, "artifact", {}) or {}
-    sha = art.get("sha256") if isinstance(art, dict) else None
-    if sha:
-        return str(sha)[:12]
-    return str(m.get("created", "unknown"))
+    m = runner.manifest
+    if m.version:
+        return m.version
+    if runner.artifact.sha256:
+        return runner.artifact.sha256[:12]
+    return m.created or "unknown"
 
 
 def load_model(
@@ -110,14 +108,13 @@ def load_model(
         spec = runner.input_spec
         shape = tuple(int(v) for v in spec.shape)
         labels = list(runner.labels)
-        art = runner.artifact if isinstance(runner.artifact, dict) else {}
         loaded = Loaded(
             runner=runner,
             name=str(getattr(runner, "name", None) or p.name),
             version=_version(runner),
             labels=labels,
             shape=shape,  # type: ignore[arg-type]
-            artifact=str(art.get("path", "?")),
+            artifact=runner.artifact.path,
             backend=str(getattr(runner, "backend_name", backend)),
             signature=signature,
         )

@@ -157,7 +157,7 @@ class ImageFolderSource:
         self._i = 0
 
     def read(self) -> tuple[np.ndarray, int | None] | None:
-        from PIL import Image, UnidentifiedImageError
+        from edgecnn.runtime.images import decode_image
 
         while True:
             if self._i >= len(self._files):
@@ -168,9 +168,8 @@ class ImageFolderSource:
             pos = self._i
             self._i += 1
             try:
-                with Image.open(path) as im:
-                    return np.asarray(im.convert("RGB")), pos
-            except (OSError, UnidentifiedImageError) as e:
+                return decode_image(path, mode="RGB"), pos
+            except BadInput as e:
                 log.warning("skipping unreadable image %s: %s", path, e)
 
     def close(self) -> None:

@@ -26,6 +26,16 @@ _PREFIXED: dict[str, Callable[[str], sources.Raw]] = {
 DATASET_NAMES = [*_FIXED, "folder:PATH", "npz:PATH"]
 
 
+def check_dataset_name(name: str) -> str:
+    """BadInput for a name no loader knows (cheap: nothing is loaded)."""
+    kind = name.split(":", 1)[0] if ":" in name else None
+    if name in _FIXED or (kind in _PREFIXED and name.split(":", 1)[1]):
+        return name
+    if kind in _PREFIXED:
+        raise BadInput(f"dataset {name!r} needs a path after '{kind}:'")
+    raise BadInput(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
+
+
 def load_dataset(
     name: str,
     val_split: float = 0.1,
@@ -39,15 +49,12 @@ def load_dataset(
     `test_split` of every class. `limit_train` takes a stratified subset of the
     training split, for quick runs on large sources.
     """
+    check_dataset_name(name)
     if name in _FIXED:
         raw = _FIXED[name]()
-    elif ":" in name and name.split(":", 1)[0] in _PREFIXED:
-        kind, arg = name.split(":", 1)
-        if not arg:
-            raise BadInput(f"dataset {name!r} needs a path after '{kind}:'")
-        raw = _PREFIXED[kind](arg)
     else:
-        raise BadInput(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
+        kind, arg = name.split(":", 1)
+        raw = _PREFIXED[kind](arg)
     x, y, xt, yt, names, info = raw
     if len(np.unique(y)) < 2:
         raise BadInput(f"dataset {name!r} has fewer than two classes")

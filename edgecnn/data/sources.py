@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from edgecnn.data.base import to_uint8_nhwc
 from edgecnn.errors import BadInput
@@ -94,7 +94,9 @@ def _keras_download(name: str) -> Any:
     """keras.datasets.<name>.load_data(), which downloads on first use."""
     import importlib
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from edgecnn.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     module = importlib.import_module(f"keras.datasets.{name}")
     try:
         return module.load_data()
@@ -135,26 +137,33 @@ def load_folder(root: str) -> Raw:
     populated = sorted({c for _, c in files})
     if len(populated) < 2:
         raise BadInput(f"image folder {root!r} has only one class with images; need at least two")
-    images: list[Image.Image] = []
-    for f, _ in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise BadInput(f"cannot read image {f}: {type(e).__name__}") from None
-    gray = all(im.mode in ("1", "L", "I;16", "I", "F", "LA") for im in images)
-    size = Counter(im.size for im in images).most_common(1)[0][0]
-    arrays = []
-    for im in images:
-        im = im.convert("L" if gray else "RGB")
-        if im.size != size:
-            im = im.resize(size, Image.BILINEAR)
-        arr = np.asarray(im, dtype=np.uint8)
-        arrays.append(arr[..., None] if gray else arr)
+    arrays = [_decoded(f) for f, _ in files]
+    gray = all(a.shape[2] == 1 for a in arrays)
+    size = Counter(a.shape[:2] for a in arrays).most_common(1)[0][0]
+    arrays = [_fit(a, size, gray) for a in arrays]
     x = np.stack(arrays)
     y = np.array([c for _, c in files], dtype=np.int64)
     return x, y, None, None, classes, {"origin": str(path.resolve()), "files": len(files)}
+
+
+def _decoded(path: Path) -> np.ndarray:
+    from edgecnn.runtime.images import decode_image
+
+    try:
+        return decode_image(path)
+    except BadInput as e:
+        raise BadInput(f"cannot read image {path}: {e}") from None
+
+
+def _fit(arr: np.ndarray, size: tuple[int, int], gray: bool) -> np.ndarray:
+    """One folder image at the folder's most common size; gray only when all are gray."""
+    if not gray and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.shape[:2] != size:
+        img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+        arr = np.asarray(img.resize((size[1], size[0]), Image.BILINEAR))
+        arr = arr[..., None] if arr.ndim == 2 else arr
+    return arr
 
 
 def load_npz(file: str) -> Raw:

@@ -18,7 +18,9 @@ def load_keras_model(path: str | os.PathLike, compile: bool = False) -> Any:
     and skipping it avoids failures on custom losses/metrics.
     """
     p = resolve_model_path(path)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from edgecnn.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     import edgecnn.zoo.layers  # noqa: F401  (registers custom layers)

@@ -7,10 +7,11 @@ imports it; `edgecnn.zoo.io.load_keras_model` is the safe entry point).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from edgecnn.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # keras imports TensorFlow on the next line
 
 import keras  # noqa: E402
 from keras import ops  # noqa: E402

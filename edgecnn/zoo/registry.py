@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +74,9 @@ def build_model(
     ("imagenet" | "none" | path), alpha, head ("avg" | "flatten"), dense_units,
     dropout, l2.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from edgecnn.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     info = get_arch(arch)
     if num_classes < 2:
         raise BadInput(f"need at least two classes, got {num_classes}")

@@ -15,7 +15,6 @@ BatchNorm learning its statistics as usual. `freeze=` overrides the choice.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,7 +230,9 @@ def build_transfer(
     MobileNetV3: `minimalistic`. Unknown options are ignored (recipes share
     one option set).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from edgecnn.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     if arch not in BACKBONES:
         raise BadInput(f"{arch!r} is not a transfer architecture; choose: {', '.join(BACKBONES)}")
     input_shape = tuple(int(v) for v in input_shape)  # type: ignore[assignment]
@@ -258,23 +259,43 @@ def build_transfer(
             )
         return pretrained_classifier(input_shape)
 
-    import keras
-    from keras import layers
-
-    backbone = _make_backbone(
+    backbone = _loaded_backbone(arch, input_shape, mode, alpha, options.get("minimalistic", False))
+    frozen = mode is not None if freeze is None else bool(freeze)
+    _set_trainable(backbone, frozen, float(bn_momentum))
+    return _with_head(
         arch,
+        backbone,
         input_shape,
-        "imagenet" if mode == "imagenet" else None,
-        alpha,
-        minimalistic=options.get("minimalistic", False),
+        num_classes,
+        frozen,
+        head,
+        int(dense_units),
+        float(dropout),
+        float(l2),
     )
+
+
+def _loaded_backbone(
+    arch: str,
+    input_shape: tuple[int, int, int],
+    mode: str | Path | None,
+    alpha: float,
+    minimalistic: bool,
+) -> Any:
+    backbone = _make_backbone(arch, input_shape, "imagenet" if mode == "imagenet" else None, alpha,
+                              minimalistic=minimalistic)  # fmt: skip
     if isinstance(mode, Path) and mode.suffix == ".pth":
         from edgecnn.zoo.efficientnet_lite import load_backbone_pth
 
         load_backbone_pth(backbone, mode)
     elif isinstance(mode, Path):
         load_backbone_weights(backbone, mode, arch)
-    frozen = mode is not None if freeze is None else bool(freeze)
+    return backbone
+
+
+def _set_trainable(backbone: Any, frozen: bool, bn_momentum: float) -> None:
+    from keras import layers
+
     backbone.trainable = not frozen
     if not frozen:
         # keras.applications' BatchNorm momentum of 0.999 needs thousands of steps
@@ -282,15 +303,21 @@ def build_transfer(
         # validation accuracy stays at chance for whole epochs without this.
         for layer in backbone.layers:
             if isinstance(layer, layers.BatchNormalization):
-                layer.momentum = float(bn_momentum)
+                layer.momentum = bn_momentum
 
-    reg = keras.regularizers.L2(float(l2)) if l2 > 0 else None
+
+def _with_head(arch: str, backbone: Any, input_shape: tuple[int, int, int], num_classes: int, frozen: bool,
+               head: str, dense_units: int, dropout: float, l2: float) -> Any:  # fmt: skip
+    """Preprocessing, the backbone, then pooling (or flatten), dense, dropout and softmax."""
+    import keras
+    from keras import layers
+
+    reg = keras.regularizers.L2(l2) if l2 > 0 else None
     inputs = keras.Input(shape=input_shape, name="image")
     x = _preprocess(arch, inputs)
-    if frozen:
-        x = backbone(x, training=False)  # BatchNorm stays in inference mode, even when unfrozen
-    else:
-        x = backbone(x)  # from scratch: BatchNorm follows the training phase
+    # Frozen: BatchNorm stays in inference mode, even when unfrozen later for fine-tuning;
+    # from scratch it follows the training phase.
+    x = backbone(x, training=False) if frozen else backbone(x)
     if head == "avg":
         x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     elif head == "max":
@@ -298,11 +325,9 @@ def build_transfer(
     else:
         x = layers.Flatten(name="head_flatten")(x)
     if dense_units > 0:
-        x = layers.Dense(
-            int(dense_units), activation="relu", kernel_regularizer=reg, name="head_fc"
-        )(x)
+        x = layers.Dense(dense_units, activation="relu", kernel_regularizer=reg, name="head_fc")(x)
     if dropout > 0:
-        x = layers.Dropout(float(dropout), name="head_dropout")(x)
+        x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(
         num_classes, activation="softmax", kernel_regularizer=reg, name="predictions"
     )(x)
