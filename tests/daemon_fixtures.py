@@ -39,7 +39,7 @@ def daemon_build(tmp_path_factory: Any) -> Path:
         out = tmp_path_factory.getbasetemp() / "daemon_build"
         if not (out / "manifest.json").exists():
             sys.path.insert(0, str(Path(__file__).parent))
-            from runtime_fixtures import make_build
+            from builds import make_build
 
             tmp = out.with_name("daemon_build.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -93,6 +93,20 @@ def daemon_video(tmp_path_factory: Any) -> tuple[Path, np.ndarray]:
             write_video(path.with_suffix(".tmp.mp4"), x)
             os.replace(path.with_suffix(".tmp.mp4"), path)
         return path, y
+
+
+def decoded_frames(path) -> np.ndarray:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return np.stack(frames)
 
 
 def free_port() -> int:

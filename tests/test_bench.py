@@ -15,9 +15,9 @@ from sshd import SSHServer, sshd_available
 from edgecnn.bench import bench_build
 from edgecnn.bench.devices import DEVICES, MNV2_MACS, get_device
 from edgecnn.bench.estimate import estimate_latency
-from edgecnn.bench.macs import count_layers
 from edgecnn.errors import BadInput
 from edgecnn.manifest import load_manifest
+from edgecnn.runtime.macs import tflite_layers
 
 REPO = Path(__file__).resolve().parent.parent
 STATS = ("min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms")
@@ -50,7 +50,7 @@ def check_measured(row: dict, build: Path) -> None:
 
 def test_local_bench_every_artifact(build):
     rows = bench_build(build, device="host", runs=30, warmup=3, data="digits")
-    arts = [a["path"] for a in load_manifest(build)["artifacts"]]
+    arts = [a.path for a in load_manifest(build).artifacts]
     assert [r["artifact"] for r in rows] == arts
     for r in rows:
         check_measured(r, build)
@@ -122,7 +122,7 @@ def test_estimate_calibration_reproduces_anchors():
 
 def test_mac_count_matches_the_architecture(build):
     """cnn_small on 8x8x1: conv 3x3x1x16 'same' at 8x8, conv 3x3x16x32 at 4x4, dense 2*2*32 -> 128 -> 10."""
-    layers = count_layers(build / "model_int8.tflite")
+    layers = tflite_layers((build / "model_int8.tflite").read_bytes())
     conv_fc = sum(r["macs"] for r in layers if r["op"] in ("CONV_2D", "FULLY_CONNECTED"))
     assert conv_fc == 8 * 8 * 16 * 9 * 1 + 4 * 4 * 32 * 9 * 16 + 128 * 128 + 128 * 10
 

@@ -51,7 +51,7 @@ def trained(digits_cnn: Path, digits28: Any) -> tuple[Path, float]:
 def build(
     tmp_path_factory: pytest.TempPathFactory, trained: tuple[Path, float]
 ) -> tuple[Path, dict]:
-    from edgecnn.convert import convert_model
+    from edgecnn.build import convert_model
 
     out = tmp_path_factory.mktemp("builds") / "plain"
     report = convert_model(
@@ -93,7 +93,7 @@ def test_every_artifact_loads_runs_and_matches_its_sha256(
     build: tuple[Path, dict], digits28: Any
 ) -> None:
     out, report = build
-    manifest = load_manifest(out)
+    manifest = load_manifest(out).to_dict()
     names = {a["path"] for a in manifest["artifacts"]}
     assert names == {
         "model_float32.tflite",
@@ -117,7 +117,7 @@ def test_manifest_describes_model_and_io(
     build: tuple[Path, dict], trained: tuple[Path, float]
 ) -> None:
     out, _ = build
-    m = load_manifest(out)
+    m = load_manifest(out).to_dict()
     model = m["model"]
     assert model["labels"] == [str(i) for i in range(10)]
     assert (out / "labels.txt").read_text().split() == model["labels"]
@@ -178,7 +178,7 @@ def test_unstructured_pruning_reaches_target_sparsity(
 ) -> None:
     import keras
 
-    from edgecnn.convert import convert_model
+    from edgecnn.build import convert_model
     from edgecnn.optimize.prune import overall_sparsity, sparsity_report
 
     report = convert_model(
@@ -200,7 +200,7 @@ def test_unstructured_pruning_reaches_target_sparsity(
     sparse = tmp_path / "b" / "model_float32.tflite"
     assert (
         report["artifacts"][0]["gzip_size"]
-        < 0.6 * load_manifest(build[0])["artifacts"][0]["gzip_size"]
+        < 0.6 * load_manifest(build[0]).to_dict()["artifacts"][0]["gzip_size"]
     )
     assert sparse.stat().st_size > 0.9 * plain.stat().st_size
 
@@ -210,7 +210,7 @@ def test_structured_pruning_thins_and_recovers_accuracy(
 ) -> None:
     import keras
 
-    from edgecnn.convert import convert_model
+    from edgecnn.build import convert_model
 
     report = convert_model(
         trained[0],
@@ -228,7 +228,7 @@ def test_structured_pruning_thins_and_recovers_accuracy(
     assert thin.output_shape == (None, 10)
     assert thin.get_layer("conv1").filters == 16 and thin.get_layer("conv2").filters == 32
     assert after["accuracy"] >= trained[1] - 0.02, (after["accuracy"], trained[1])
-    cost = load_manifest(tmp_path / "b")["model"]["cost"]
+    cost = load_manifest(tmp_path / "b").to_dict()["model"]["cost"]
     assert cost["params"] == thin.count_params() == after["params"]
     assert cost["macs"] < 0.5 * before["macs"]
 
@@ -289,7 +289,7 @@ def test_polynomial_decay_schedule() -> None:
 def test_edgetpu_check(
     tmp_path: Path, trained: tuple[Path, float], build: tuple[Path, dict]
 ) -> None:
-    from edgecnn.convert import convert_model
+    from edgecnn.build import convert_model
     from edgecnn.export.edgetpu import check_edgetpu, parse_compiler_log
 
     report = convert_model(
@@ -304,7 +304,7 @@ def test_edgetpu_check(
     tpu = report["edgetpu"]
     assert tpu["compatible"], tpu["problems"]
     assert tpu["cpu_ops"] == [] and "CONV_2D" in tpu["ops"]
-    art = load_manifest(tmp_path / "tpu")["artifacts"][0]
+    art = load_manifest(tmp_path / "tpu").to_dict()["artifacts"][0]
     assert art["inputs"][0]["dtype"] == "uint8" and art["inputs"][0]["shape"] == [1, *SHAPE]
     # The dynamic-batch float model fails every requirement.
     f32 = check_edgetpu(build[0] / "model_float32.tflite")
@@ -440,13 +440,13 @@ def test_onnx_int8_from_tflite_matches_litert_bit_for_bit(
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgecnn.convert import convert_model
+    from edgecnn.build import convert_model
 
     out = tmp_path / "ft"
     convert_model(
         trained[0], "digits", out, precisions="int8", formats="tflite,onnx", onnx_int8="tflite"
     )
-    onnx_art = next(a for a in load_manifest(out)["artifacts"] if a["format"] == "onnx")
+    onnx_art = next(a for a in load_manifest(out).to_dict()["artifacts"] if a["format"] == "onnx")
     assert onnx_art["inputs"][0]["dtype"] == "int8" and onnx_art["inputs"][0]["quantization"]
     q = onnx_art["inputs"][0]["quantization"]
     x = np.clip(np.rint(digits28.x_test[:50] / q["scale"] + q["zero_point"]), -128, 127).astype(
@@ -462,3 +462,15 @@ def test_onnx_int8_from_tflite_matches_litert_bit_for_bit(
     s = ort.InferenceSession(str(out / "model_int8.onnx"), providers=["CPUExecutionProvider"])
     onnx_out = s.run(None, {s.get_inputs()[0].name: x})[0]
     np.testing.assert_array_equal(onnx_out, lite)
+
+
+def test_convert_accuracy_is_the_parity_accuracy(build: tuple[Path, dict]) -> None:
+    """One way to run an artifact: the accuracy convert prints for each artifact (all test
+    images, eval_samples=0) is exactly what parity measures on the same split."""
+    from edgecnn.parity import evaluate
+
+    out, report = build
+    par = {r["artifact"]: r["top1"] for r in evaluate(out, "digits", diagnose=False)["artifacts"]}
+    assert len(par) == len(report["artifacts"]) == 6  # four TFLite precisions, two ONNX
+    for row in report["artifacts"]:
+        assert row["accuracy"] == par[row["artifact"]], (row, par)

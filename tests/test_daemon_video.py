@@ -11,7 +11,14 @@ import json
 
 import numpy as np
 import pytest
-from daemon_fixtures import FRAMES_PER_IMAGE, Served, daemon_build, daemon_video, digits_test
+from daemon_fixtures import (
+    FRAMES_PER_IMAGE,
+    Served,
+    daemon_build,
+    daemon_video,
+    decoded_frames,
+    digits_test,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +29,6 @@ def build(tmp_path_factory):
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     return daemon_video(tmp_path_factory)
-
-
-def decoded_frames(path) -> np.ndarray:
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return np.stack(frames)
 
 
 def test_video_predictions_match_labels(build, video, tmp_path):

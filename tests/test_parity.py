@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from parity_fixtures are used as arguments)
 """`edgecnn parity` on real digits: the contract, the bad inputs, and a gate that can fail."""
 
 from __future__ import annotations
@@ -9,14 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import run_cli
-from parity_fixtures import (  # noqa: F401  (session fixtures)
-    FASHION_SKIP,
-    copy_build,
-    digits_build,
-    edit_manifest,
-    fashion_available,
-    replace_artifact,
-)
+from helpers import FASHION_SKIP, copy_build, edit_manifest, fashion_available, replace_artifact
 
 INT8 = ("model_int8.tflite", "model_int8.onnx")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -127,6 +119,8 @@ def test_gate_fails_on_misscaled_calibration_and_fix_repairs_it(
     assert row["drop"] > 20
     messages = " ".join(f["message"] for f in row["diagnosis"]["findings"])
     assert "covers 0..1 but the manifest feeds 0..255" in messages
+    codes = {f["code"] for f in row["diagnosis"]["findings"]}
+    assert "input_scale_vs_pixel_range" in codes and "recorded_quantization_mismatch" not in codes
     assert row["diagnosis"]["layers"][0]["layer"] == "conv1"  # the first layer takes the hit
     assert row["diagnosis"]["layers"][0]["clipped"] > 0.05
 
@@ -149,7 +143,7 @@ def test_fix_keeps_outlier_layers_in_float(digits_cnn: Path, tmp_path: Path) -> 
     Re-calibration cannot help; keeping fc1 and its consumer in float does."""
     import keras
 
-    from edgecnn.convert import convert_model
+    from edgecnn.build import convert_model
     from edgecnn.data import load_dataset
     from edgecnn.parity import run_parity
     from edgecnn.zoo.io import load_keras_model
@@ -188,16 +182,17 @@ def test_fix_keeps_outlier_layers_in_float(digits_cnn: Path, tmp_path: Path) -> 
 
 
 def test_missing_calibration_classes_are_named(digits_build: Path) -> None:
-    from edgecnn.diagnose import calibration_classes
     from edgecnn.manifest import load_manifest
+    from edgecnn.parity.diagnose import calibration_classes
 
     m = load_manifest(digits_build)
-    counts = m["model"]["optimization"]["calibration"]["class_counts"]
+    counts = m.optimization["calibration"]["class_counts"]
     assert len(counts) == 10 and min(counts) > 0  # convert calibrates on every class
     assert calibration_classes(m) is None
-    m["model"]["optimization"]["calibration"]["class_counts"] = [0] * 3 + [200] + [0] * 6
+    m.optimization["calibration"]["class_counts"] = [0] * 3 + [200] + [0] * 6
     found = calibration_classes(m)
     assert found and "missing classes: 9 of 10" in found["message"] and "'3'" in found["message"]
+    assert found["code"] == "calibration_classes"
 
 
 def test_single_class_calibration_is_flagged(digits_build: Path, tmp_path: Path) -> None:
@@ -211,7 +206,7 @@ def test_single_class_calibration_is_flagged(digits_build: Path, tmp_path: Path)
     build = copy_build(digits_build, tmp_path / "single")
     ds = load_dataset("digits").adapted((28, 28, 1))
     calib = ds.x_train[ds.y_train == 1][:100].astype(np.float32)
-    opt = load_manifest(build)["model"]["optimization"]
+    opt = load_manifest(build).optimization
     opt["calibration"]["class_counts"] = [0, len(calib)] + [0] * 8
     model = load_keras_model(build / "model.keras")
     replace_artifact(

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from parity_fixtures are used as arguments)
 """The CI parity suite: int8 TFLite and int8 ONNX stay within 1 point of float top-1 and
 agree with it on at least 98% of images, on real data, for the seed CNN, its
 filter-pruned version and a MobileNetV2 transfer model."""
@@ -8,12 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from parity_fixtures import (  # noqa: F401  (session fixtures)
-    fashion_build,
-    mnist5k_build,
-    mnist5k_pruned_build,
-    mobilenet_build,
-)
 
 CASES = {
     "mnist5k_build": ("mnist5k", 1000),
@@ -48,6 +41,6 @@ def test_pruned_build_is_smaller(mnist5k_build: Path, mnist5k_pruned_build: Path
     """The pruned reference really is the pruned model (parity compares against it)."""
     from edgecnn.manifest import load_manifest
 
-    full = {a["path"]: a["size"] for a in load_manifest(mnist5k_build)["artifacts"]}
-    pruned = {a["path"]: a["size"] for a in load_manifest(mnist5k_pruned_build)["artifacts"]}
+    full = {a.path: a.size for a in load_manifest(mnist5k_build).artifacts}
+    pruned = {a.path: a.size for a in load_manifest(mnist5k_pruned_build).artifacts}
     assert pruned["model_int8.tflite"] < 0.8 * full["model_int8.tflite"]

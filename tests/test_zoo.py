@@ -238,8 +238,8 @@ def test_saved_transfer_model_reloads(tmp_path, digits32):
 
 
 def test_cnn_mnist_macs_match_hand_count():
-    from edgecnn.cost import manifest_cost, model_cost
     from edgecnn.zoo import build_model
+    from edgecnn.zoo.cost import manifest_cost, model_cost
 
     model = build_model("cnn_mnist", (28, 28, 1), 10)
     cost = model_cost(model)
@@ -264,8 +264,8 @@ def test_cnn_mnist_macs_match_hand_count():
 
 def test_backbone_macs_match_published_figures():
     """MobileNetV2-1.0-224 is quoted at 300M MACs (Sandler et al., 2018); nested layers are counted."""
-    from edgecnn.cost import model_cost
     from edgecnn.zoo import build_model
+    from edgecnn.zoo.cost import model_cost
 
     model = build_model(
         "mobilenet_v2", (224, 224, 3), 1000, alpha=1.0, dense_units=0, dropout=0, freeze=True

@@ -16,66 +16,18 @@
 # scores under emulation (7.5% accuracy on digits; float32 unaffected), while
 # cortex-a72, cortex-a76 and neoverse-n1 all give the x86 result exactly.
 #
-# Needs root for apt (qemu-user-static, dpkg --add-architecture arm64) the first time.
+# The sysroot comes from tools/aarch64_sysroot.sh (run by tools/install-dev.sh, as root).
 # Work dir: $EDGECNN_AARCH64_WORK (default /tmp/edgecnn-aarch64); reused between runs.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-WORK=${EDGECNN_AARCH64_WORK:-/tmp/edgecnn-aarch64}
-HOST_PY=${PYTHON:-python3}
-SYSROOT=$WORK/sysroot
-SITE=$SYSROOT/opt/edgecnn-site
+# shellcheck source=tools/aarch64_env.sh
+source "$(dirname "$0")/aarch64_env.sh"
 N_IMAGES=${N_IMAGES:-200}
-PYVER=3.11
-mkdir -p "$WORK"
 
-say() { echo "[aarch64] $*" >&2; }
-
-# 1. qemu-user-static
-if ! command -v qemu-aarch64-static >/dev/null; then
-  say "installing qemu-user-static"
-  apt-get install -y -q qemu-user-static >/dev/null
+if [ ! -x "$SYSROOT/usr/bin/python$PYVER" ] || [ ! -d "$SITE/ai_edge_litert" ] || ! command -v qemu-aarch64-static >/dev/null; then
+  echo "error: no aarch64 sysroot in $SYSROOT; make it with: sudo bash tools/aarch64_sysroot.sh (tools/install-dev.sh does)" >&2
+  exit 2
 fi
-
-# 2. arm64 CPython unpacked into a sysroot
-if [ ! -x "$SYSROOT/usr/bin/python$PYVER" ]; then
-  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-    say "adding the arm64 architecture to apt"
-    dpkg --add-architecture arm64
-  fi
-  if ! apt-cache show "python$PYVER-minimal:arm64" >/dev/null 2>&1; then
-    apt-get update -q >/dev/null
-  fi
-  mkdir -p "$WORK/debs" "$SYSROOT"
-  say "downloading arm64 python$PYVER and its libraries"
-  chmod 777 "$WORK/debs"  # apt's _apt user writes the downloads
-  (cd "$WORK/debs" && apt-get download -q \
-    "python$PYVER-minimal:arm64" "libpython$PYVER-minimal:arm64" "libpython$PYVER-stdlib:arm64" \
-    libc6:arm64 libexpat1:arm64 zlib1g:arm64 libffi8:arm64 libssl3:arm64 libbz2-1.0:arm64 \
-    liblzma5:arm64 libstdc++6:arm64 libgcc-s1:arm64 libcrypt1:arm64 libuuid1:arm64 \
-    libsqlite3-0:arm64 >/dev/null)
-  for deb in "$WORK"/debs/*.deb; do dpkg-deb -x "$deb" "$SYSROOT"; done
-fi
-
-# 3. aarch64 wheels: LiteRT and numpy (nothing else is needed by predict_batch)
-if [ ! -d "$SITE/ai_edge_litert" ]; then
-  say "installing aarch64 wheels of ai-edge-litert and numpy"
-  "$HOST_PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore --target "$SITE" \
-    --platform manylinux_2_27_aarch64 --platform manylinux_2_28_aarch64 \
-    --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64 \
-    --python-version "$PYVER" --implementation cp --abi "cp${PYVER/./}" --only-binary=:all: \
-    ai-edge-litert numpy 2>&1 | grep -v "is ignored: it is neither" >&2 || true
-fi
-
-# 4. An Arm CPU description for LiteRT's cpuinfo probe (a Raspberry Pi 4)
-mkdir -p "$SYSROOT/proc" "$SYSROOT/sys/devices/system/cpu"
-: > "$SYSROOT/proc/cpuinfo"
-for i in 0 1 2 3; do
-  printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i" >> "$SYSROOT/proc/cpuinfo"
-done
-printf 'Hardware\t: BCM2835\nRevision\t: c03111\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1\n' >> "$SYSROOT/proc/cpuinfo"
-echo "0-3" > "$SYSROOT/sys/devices/system/cpu/possible"
-echo "0-3" > "$SYSROOT/sys/devices/system/cpu/present"
 
 # 5. A model and real test images
 BUILD=${1:-}
@@ -86,7 +38,7 @@ if [ -z "$BUILD" ]; then
     (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=3 "$HOST_PY" -c "
 import sys; sys.path.insert(0, 'tests')
 from pathlib import Path
-from runtime_fixtures import make_build
+from builds import make_build
 make_build(Path('$BUILD.tmp'), 'digits', 'cnn_small', epochs=5)
 " >/dev/null 2>&1) && rm -rf "$BUILD" && mv "$BUILD.tmp" "$BUILD"
   fi
@@ -96,7 +48,7 @@ import numpy as np
 from edgecnn.data import adapt_images, load_dataset
 from edgecnn.manifest import load_manifest
 ds = load_dataset('digits', seed=0)
-shape = load_manifest('$BUILD')['model']['input']['shape']
+shape = load_manifest('$BUILD').input.shape
 np.save('$WORK/x.npy', adapt_images(ds.x_test[:$N_IMAGES], shape))
 np.save('$WORK/y.npy', ds.y_test[:$N_IMAGES])
 ")
@@ -109,7 +61,7 @@ t = time.perf_counter()
 r = Runner(sys.argv[1], threads=1)
 x = np.load(sys.argv[2])
 probs = r.predict_batch(x)
-out = {"machine": platform.machine(), "backend": r.backend_name, "artifact": r.artifact["path"],
+out = {"machine": platform.machine(), "backend": r.backend_name, "artifact": r.artifact.path,
        "top1": probs.argmax(1).tolist(), "heavy": [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")],
        "seconds": time.perf_counter() - t}
 print(json.dumps(out))

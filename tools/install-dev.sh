@@ -22,3 +22,8 @@ if command -v apt-get >/dev/null; then
 fi
 
 python -m pip install -q -e ".[dev]"
+
+# The arm64 sysroot tests/test_aarch64.py runs the device runtime in (qemu-user-static).
+if command -v apt-get >/dev/null && [ "$(id -u)" -eq 0 ]; then
+  PYTHON=python bash tools/aarch64_sysroot.sh
+fi
