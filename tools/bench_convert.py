@@ -153,7 +153,7 @@ def train(
 
 def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from edgecnn.convert import convert_model
+    from edgecnn.build import convert_model
     from edgecnn.data import load_dataset
 
     out = Path(args.out)
@@ -251,7 +251,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    from edgecnn.commands.common import format_table
+    from edgecnn.tables import format_table
 
     cols = [
         "model",

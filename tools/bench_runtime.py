@@ -103,7 +103,7 @@ def build_models(work: Path) -> dict[str, Path]:
     if not (out["mobilenet_v2_0.35_96"] / "manifest.json").exists():
         import keras
 
-        from edgecnn.convert import convert_model
+        from edgecnn.build import convert_model
         from edgecnn.data import load_dataset
 
         inp = keras.Input((96, 96, 3), name="image")

@@ -32,7 +32,7 @@ def main() -> int:
     args = ap.parse_args()
 
     t_start = time.perf_counter()
-    from edgecnn.commands.common import quiet_tensorflow
+    from edgecnn.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     import_s = time.perf_counter() - t_start
@@ -44,25 +44,21 @@ def main() -> int:
             "models/fashion_mnist_cnn.toml", args.workdir or REPO / "runs" / "parity-table"
         )
 
-    from edgecnn.parity import (
-        artifact_predict,
-        check_build,
-        compare,
-        load_eval_data,
-        reference_predict,
-    )
+    from edgecnn.parity import check_build, compare, load_eval_data
+    from edgecnn.parity.evaluate import artifact_predict, reference_predict
 
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     build, manifest = check_build(build)
-    x, y, _ = load_eval_data(manifest, args.data)
+    ev = load_eval_data(manifest, args.data)
+    x, y = ev.x, ev.y
     times["load data + verify sha256"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ref = reference_predict(build, manifest, x)
     times["float Keras"] = time.perf_counter() - t0
     rows = {}
     for name in ("model_int8.tflite", "model_int8.onnx"):
-        art = next(a for a in manifest["artifacts"] if a["path"] == name)
+        art = manifest.by_path(name)
         t0 = time.perf_counter()
         probs, backend = artifact_predict(build, art, x)
         times[f"{name} ({backend})"] = time.perf_counter() - t0

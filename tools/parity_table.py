@@ -23,7 +23,7 @@ DEFAULT_RECIPES = ["models/fashion_mnist_cnn.toml", "models/mnist5k_cnn.toml"]
 
 def ensure_build(recipe_path: str | Path, workdir: Path, retrain: bool = False) -> tuple[Any, Path]:
     """(recipe, build dir): train and convert unless a complete build is already there."""
-    from edgecnn.convert import convert_from_recipe
+    from edgecnn.build import convert_from_recipe
     from edgecnn.recipe import load_recipe
     from edgecnn.train import TrainConfig, train
 
@@ -84,7 +84,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="Print the rows as JSON instead.")
     args = ap.parse_args()
 
-    from edgecnn.commands.common import quiet_tensorflow
+    from edgecnn.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     rows = [row_for(*ensure_build(r, args.workdir, args.retrain)) for r in args.recipes]
