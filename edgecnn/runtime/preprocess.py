@@ -2,8 +2,9 @@
 
 Everything comes from the manifest (input shape, color order, pixel range) and
 the artifact's input quantization, so host and device cannot disagree about
-normalization. Resizing matches `edgecnn.data.adapt_images` (Pillow bilinear,
-ITU-R 601-2 luma), so images seen in training and on the device are alike.
+normalization. Frames are resized by `edgecnn.runtime.resize` (antialiased, as
+`edgecnn.data.adapt_images` resizes training images) and converted to gray with
+ITU-R 601-2 luma, so images seen in training and on the device are alike.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInput
+from edgecnn.runtime.resize import resize_frame
 
 Prediction = namedtuple("Prediction", ["index", "label", "score"])
 
@@ -70,13 +72,7 @@ def fit_image(
     if resize == "crop" and arr.shape[:2] != (h, w):
         arr = centre_crop(arr, w / h)
     ic = arr.shape[2]
-    if arr.shape[:2] != (h, w):
-        from PIL import Image
-
-        img = Image.fromarray(arr[..., 0] if ic == 1 else arr)
-        arr = np.asarray(img.resize((w, h), Image.BILINEAR))
-        if ic == 1:
-            arr = arr[..., None]
+    arr = resize_frame(arr, (w, h))
     if ic == 1 and c == 3:
         arr = np.repeat(arr, 3, axis=-1)
     elif ic == 3 and c == 1:
