@@ -79,7 +79,7 @@ PRUNED = [
 
 
 def heldout_models() -> list[tuple[str, Any]]:
-    from edgecnn.optimize.filters import prune_filters
+    from edgecnn.optimize.structured import prune_structured
     from edgecnn.zoo import build_model
 
     out = []
@@ -93,7 +93,7 @@ def heldout_models() -> list[tuple[str, Any]]:
         out.append((name, build_model(arch, (side, side, c), 10, **extra)))
     for arch, side, c, opts in PRUNED:
         extra = {"weights": "none", **opts} if "mobilenet" in arch else {}
-        pruned, _ = prune_filters(build_model(arch, (side, side, c), 10, **extra), 0.5, multiple=8)
+        pruned, _ = prune_structured(build_model(arch, (side, side, c), 10, **extra), 0.5)
         out.append((f"{arch}-{side}-pruned50", pruned))
     out += [
         ("small_resnet-32", small_resnet((32, 32, 3))),
