@@ -223,3 +223,20 @@ def test_convert_uses_it_and_records_the_plan(digits_cnn, tmp_path):
     bad = run_cli("convert", str(digits_cnn), "--data", "digits", "--out", str(tmp_path / "d"), "--prune-filters", "0.5",
                   "--prune-plan", str(plan))  # fmt: skip
     assert bad.returncode == 2 and "nope" in bad.stderr and not (tmp_path / "d").exists()
+
+
+def test_sensitivity_scan_table_and_plot(digits_cnn, tmp_path):
+    png = tmp_path / "scan.png"
+    r = run_cli("inspect", str(digits_cnn), "--prune-scan", "--data", "digits", "--scan-ratios", "0.5,0.75",
+                "--scan-plot", str(png), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    scan = json.loads(r.stdout)["prune_scan"]
+    assert [row["group"] for row in scan["rows"]] == ["conv1", "conv2", "fc1"]
+    assert all({"drop@0.5", "drop@0.75"} <= set(row) for row in scan["rows"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "predictions" in scan["left_alone"]
+    table = run_cli(
+        "inspect", str(digits_cnn), "--prune-scan", "--data", "digits", "--scan-ratios", "0.5"
+    )
+    assert "pruning sensitivity" in table.stdout and "drop@0.5" in table.stdout
+    bad = run_cli("inspect", str(digits_cnn), "--prune-scan")
+    assert bad.returncode == 2 and "needs --data" in bad.stderr

@@ -135,13 +135,11 @@ def plot_histogram(rows: list[dict[str, Any]], path: str | Path, title: str = ""
     measured = [r for r in rows if r.get("latencies_ms")]
     if not measured or not can_plot():
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from edgecnn.fsutil import atomic_write_bytes
+    from edgecnn.plots import pyplot, save_figure
+
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     all_ms = np.concatenate([np.asarray(r["latencies_ms"]) for r in measured])
@@ -158,14 +156,7 @@ def plot_histogram(rows: list[dict[str, Any]], path: str | Path, title: str = ""
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_figure(fig, path)
 
 
 def summarize(
