@@ -9,17 +9,34 @@ published, when, how) and the model's error on data it did not see.
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
 from edgecnn.bench.devices import DEVICES, Device, runs_here
 from edgecnn.bench.latency_model import breakdown
-from edgecnn.bench.profiles import Profile, profile_for
+from edgecnn.bench.profiles import Profile, load_profile, measured_profile
+from edgecnn.bench.published import published_profile
 from edgecnn.errors import BadInput
 from edgecnn.manifest import Artifact, Manifest
 from edgecnn.runtime.formats import get_format
 from edgecnn.runtime.macs import MissingReader
 from edgecnn.runtime.opgraph import FREE, Op
+
+
+def profile_for(device: str, runs_here: bool, path: str | os.PathLike | None = None) -> Profile:
+    """The profile an estimate for `device` stands on: --profile, else the user's measured
+    one, else the published figures."""
+    if path:
+        prof = load_profile(path)
+        if runs_here and prof.arch != platform.machine():
+            raise BadInput(
+                f"profile {path} is for {prof.arch}; this machine is {platform.machine()}"
+            )
+        return prof
+    found = measured_profile(device, platform.machine() if runs_here else None)
+    return found or published_profile(device)
 
 
 def artifact_ops(build_dir: Path, art: Artifact, manifest: Manifest) -> list[Op]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,19 +157,3 @@ def measured_profile(device: str, expect_arch: str | None = None) -> Profile | N
         )  # fmt: skip
         return None
     return prof
-
-
-def profile_for(device: str, runs_here: bool, path: str | os.PathLike | None = None) -> Profile:
-    """The profile an estimate for `device` stands on: --profile, else the user's measured
-    one, else the published figures."""
-    from edgecnn.bench.published import published_profile
-
-    if path:
-        prof = load_profile(path)
-        if runs_here and prof.arch != platform.machine():
-            raise BadInput(
-                f"profile {path} is for {prof.arch}; this machine is {platform.machine()}"
-            )
-        return prof
-    found = measured_profile(device, platform.machine() if runs_here else None)
-    return found or published_profile(device)
