@@ -8,8 +8,13 @@ artifacts yet), `history.csv`, `curves.png` and `confusion.png`.
 from __future__ import annotations
 
 import csv
+import functools
+import json
 import os
+import shutil
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +108,9 @@ class TrainConfig:
         )  # fmt: skip
 
 
+@functools.cache
 def _strategy(name: str) -> Any:
+    """One strategy per process: collective ops are configured once, at first use."""
     import tensorflow as tf
 
     if name == "mirrored":
@@ -112,6 +119,22 @@ def _strategy(name: str) -> Any:
         # Reads the cluster from TF_CONFIG, as every TF multi-worker job does.
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: str) -> bool:
+    """Whether this process writes the outputs: in a multi-worker job, only the chief does
+    (TF_CONFIG's "chief" task, else worker 0), as TensorFlow's guide has it; the others
+    write theirs to a temporary directory, because saving joins collective operations."""
+    if strategy != "multi-worker":
+        return True
+    try:
+        cfg = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task = cfg.get("task") or {}
+        kind, index = task.get("type", "worker"), int(task.get("index", 0))
+        has_chief = "chief" in (cfg.get("cluster") or {})
+    except (ValueError, TypeError, AttributeError):
+        raise BadInput("TF_CONFIG is not valid JSON with a cluster and a task") from None
+    return kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
 
 
 def _deterministic() -> None:
@@ -190,35 +213,47 @@ def _compile(model: Any, lr: float) -> None:
 
 
 def _fit(
-    model: Any, cfg: TrainConfig, data: Dataset, epochs: int, ckpt: Path, phase: str
-) -> tuple[list[dict], list[float]]:
+    model: Any, cfg: TrainConfig, data: Dataset, epochs: int, ckpt: Path, phase: str,
+    extra: Sequence[Any] = (),
+) -> tuple[list[dict], list[float]]:  # fmt: skip
     import keras
 
     timer = _EpochTimer.make()
     callbacks = [
         keras.callbacks.ModelCheckpoint(
-            str(ckpt), monitor="val_accuracy", save_best_only=True, verbose=0
+            str(ckpt), monitor="val_accuracy", mode="max", save_best_only=True, verbose=0
         ),
         timer,
+        *extra,
     ]
     if cfg.early_stopping > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", patience=cfg.early_stopping, restore_best_weights=True
+                monitor="val_accuracy",
+                mode="max",
+                patience=cfg.early_stopping,
+                restore_best_weights=True,
             )
         )
     augment = _augmenter(cfg, cfg.seed)
-    hist = model.fit(
-        _dataset(data.x_train, data.y_train, cfg, True, augment),
-        validation_data=_dataset(data.x_val, data.y_val, cfg, False, None),
-        epochs=epochs,
-        callbacks=callbacks,
-        verbose=cfg.verbose,
-    )
+    train_ds = _dataset(data.x_train, data.y_train, cfg, True, augment)
+    if cfg.strategy == "multi-worker":
+        from edgecnn.multiworker import fit_multi_worker
+
+        with _strategy(cfg.strategy).scope():
+            history = fit_multi_worker(model, train_ds, (data.x_val, data.y_val), epochs, callbacks)
+    else:
+        history = model.fit(
+            train_ds,
+            validation_data=_dataset(data.x_val, data.y_val, cfg, False, None),
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=cfg.verbose,
+        ).history
     rows = []
-    for i in range(len(hist.history.get("loss", []))):
+    for i in range(len(history.get("loss", []))):
         row = {"phase": phase, "epoch": i + 1}
-        row.update({k: float(v[i]) for k, v in hist.history.items()})
+        row.update({k: float(v[i]) for k, v in history.items()})
         row["seconds"] = timer.times[i] if i < len(timer.times) else None
         rows.append(row)
     return rows, timer.times
@@ -248,7 +283,7 @@ def _load_data(cfg: TrainConfig, dataset: Dataset | None) -> tuple[Dataset, tupl
     return data.adapted(shape), shape
 
 
-def _model_options(cfg: TrainConfig) -> dict[str, Any]:
+def model_options(cfg: TrainConfig) -> dict[str, Any]:
     opts: dict[str, Any] = {"dropout": cfg.dropout, "l2": cfg.l2, "dense_units": cfg.dense_units}
     if is_transfer(cfg.arch):
         opts.update(weights=cfg.weights, alpha=cfg.alpha, head=cfg.head)
@@ -256,16 +291,19 @@ def _model_options(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _fit_phases(
-    cfg: TrainConfig, data: Dataset, shape: tuple[int, int, int], ckpt: Path
-) -> tuple[Any, list[dict], list[float]]:
+    cfg: TrainConfig, data: Dataset, shape: tuple[int, int, int], ckpt: Path,
+    extra: Sequence[Any] = (),
+) -> tuple[Any, list[dict], list[float]]:  # fmt: skip
     """Build and fit (then, for transfer backbones, fine-tune); (last model, history, epoch times)."""
     from edgecnn.zoo import build_model, load_keras_model
 
     with _strategy(cfg.strategy).scope():
-        model = build_model(cfg.arch, shape, data.num_classes, **_model_options(cfg))
+        model = build_model(cfg.arch, shape, data.num_classes, **model_options(cfg))
         _compile(model, cfg.learning_rate)
     # epochs == 0: a pretrained classifier used as it is (head "imagenet")
-    rows, times = _fit(model, cfg, data, cfg.epochs, ckpt, "train") if cfg.epochs else ([], [])
+    rows, times = (
+        _fit(model, cfg, data, cfg.epochs, ckpt, "train", extra) if cfg.epochs else ([], [])
+    )
     if is_transfer(cfg.arch) and cfg.fine_tune_layers > 0 and cfg.fine_tune_epochs > 0:
         from edgecnn.zoo.transfer import set_fine_tune
 
@@ -273,7 +311,9 @@ def _fit_phases(
         with _strategy(cfg.strategy).scope():
             n = set_fine_tune(model, cfg.fine_tune_layers)
             _compile(model, cfg.fine_tune_learning_rate)
-        more, more_t = _fit(model, cfg, data, cfg.fine_tune_epochs, ckpt, f"fine_tune({n} layers)")
+        more, more_t = _fit(
+            model, cfg, data, cfg.fine_tune_epochs, ckpt, f"fine_tune({n} layers)", extra
+        )
         rows += more
         times += more_t
     if not ckpt.exists():  # no epoch improved on nothing: keep the final weights
@@ -321,12 +361,28 @@ def _write_outputs(
 
 
 def train(
-    cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = None
-) -> dict[str, Any]:
-    """Train one model into `out` (complete or absent) and return a summary dict."""
+    cfg: TrainConfig, out: str | os.PathLike, dataset: Dataset | None = None,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:  # fmt: skip
+    """Train one model into `out` (complete or absent) and return a summary dict.
+
+    `callbacks` are extra Keras callbacks for every phase (a search stops hopeless runs)."""
     # Everything a user can get wrong is checked before TensorFlow's slow import.
     cfg.validate()
+    chief = is_chief(cfg.strategy)
     check_writable_dir(out)
+    if not chief:
+        out = tempfile.mkdtemp(prefix="edgecnn-worker-")
+    try:
+        return _train(cfg, Path(out), dataset, callbacks, chief)
+    finally:
+        if not chief:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _train(
+    cfg: TrainConfig, out: Path, dataset: Dataset | None, callbacks: Sequence[Any], chief: bool
+) -> dict[str, Any]:
     data, shape = _load_data(cfg, dataset)
     quiet_tensorflow()
     import keras
@@ -338,7 +394,7 @@ def train(
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
         ckpt = tmp / "model.keras"
-        _, rows, times = _fit_phases(cfg, data, shape, ckpt)
+        _, rows, times = _fit_phases(cfg, data, shape, ckpt, callbacks)
         best = load_keras_model(ckpt)
         pred = best.predict(data.x_test.astype(np.float32), batch_size=256, verbose=0).argmax(
             axis=1
@@ -352,7 +408,7 @@ def train(
         }  # fmt: skip
         _training_manifest(cfg, data, shape, ckpt, best, stats).save(tmp)
     return {
-        "out": str(Path(out).resolve()), "arch": cfg.arch, "data": cfg.data, "input_shape": list(shape),
+        "out": str(out.resolve()) if chief else None, "arch": cfg.arch, "data": cfg.data, "input_shape": list(shape),
         **{k: stats[k] for k in ("epochs_run", "seconds_per_epoch")},
         "train_seconds": round(train_seconds, 2),
         "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in rows), default=None),
