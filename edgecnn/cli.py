@@ -19,6 +19,7 @@ VERBS = {
     "serve": "serve",
     "deploy": "deploy",
     "run": "run",
+    "tune": "tune",
 }
 
 

@@ -12,6 +12,7 @@ APT_PACKAGES=(
   chromium                # headless browser for the live-page test
   systemd                 # systemd-analyze verify for the unit file
   qemu-user-static        # aarch64 runtime smoke test
+  postgresql              # a shared Optuna study for the tune workers test
 )
 if command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

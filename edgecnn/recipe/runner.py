@@ -1,7 +1,8 @@
 """`edgecnn run`: the stages a recipe names, in order, each feeding the next.
 
 Layout of a run directory:  OUT/train (training output), OUT/build (convert
-output, parity and bench reports).  Each stage returns a summary dict and a
+output, parity and bench reports); with a tune stage instead, OUT/tune (the study, its
+trials) and OUT/tune/best (the chosen build, which parity and bench then use).  Each stage returns a summary dict and a
 short table line for the final summary.
 """
 
@@ -42,6 +43,22 @@ def stage_convert(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str,
     return {
         "result": f"{len(report['artifacts'])} artifacts in {out / 'build'}: {sizes}",
         "details": report,
+    }
+
+
+def stage_tune(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Search (resuming the recipe's study when it exists); the best build feeds what follows."""
+    from edgecnn.tune import TuneOptions, tune
+    from edgecnn.tune.report import TABLE_COLUMNS
+
+    summary = tune(TuneOptions.from_recipe(recipe, out / "tune"))
+    state["build_dir"] = out / "tune" / "best"
+    problem = summary["problem"]
+    return {
+        "status": "failed" if problem else "ok",
+        "result": problem[0] if problem else summary["verdict"],
+        "details": summary,
+        "table": format_table(summary["trials"], TABLE_COLUMNS),
     }
 
 
@@ -105,6 +122,7 @@ def stage_bench(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, A
 
 STAGE_FUNCS: dict[str, StageFn] = {
     "train": stage_train,
+    "tune": stage_tune,
     "convert": stage_convert,
     "parity": stage_parity,
     "bench": stage_bench,

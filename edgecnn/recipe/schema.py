@@ -19,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STAGES = ("train", "convert", "parity", "bench")
+STAGES = ("train", "tune", "convert", "parity", "bench")
 
 # section -> field -> (accepted types, default).  None default = optional.
 _NUM = (int, float)
@@ -69,6 +69,28 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "calib_samples": ((int,), 200),
         "io_dtype": ((str,), "int8"),
         "edgetpu": ((bool,), False),
+    },
+    # `tune` replaces train + convert: it searches, and its best build feeds parity and bench.
+    "tune": {
+        "device": ((str,), "host"),
+        "host": ((str,), None),
+        "max_latency_ms": (_NUM, None),
+        "max_size_kb": (_NUM, None),
+        "max_ram_mb": (_NUM, None),
+        "max_drop": (_NUM, None),
+        "trials": ((int,), 20),
+        "timeout_min": (_NUM, None),
+        "storage": ((str,), None),
+        "study": ((str,), None),
+        "sampler": ((str,), "tpe"),
+        "archs": ((list,), None),
+        "alphas": ((list,), None),
+        "sizes": ((list,), None),
+        "prune": ((list,), None),
+        "precisions": ((list,), None),
+        "epochs": ((list,), None),
+        "weights": ((str,), None),
+        "fine_tune_layers": ((list,), None),
     },
     "parity": {
         "split": ((str,), "test"),
@@ -146,8 +168,10 @@ def recipe_from_dict(
     for s in stages:
         if s not in STAGES:
             raise BadInput(f"{where}: unknown stage {s!r} (known: {', '.join(STAGES)})")
-    if "train" not in stages:
-        raise BadInput(f"{where}: stages must start with 'train'")
+    if "train" not in stages and "tune" not in stages:
+        raise BadInput(f"{where}: stages must start with 'train' (or 'tune')")
+    if "tune" in stages and ({"train", "convert"} & set(stages)):
+        raise BadInput(f"{where}: 'tune' trains and builds by itself; drop 'train' and 'convert'")
     name = raw.get("name") or (path.stem if path else "recipe")
     if not isinstance(name, str):
         raise BadInput(f"{where}: 'name' must be a string")
