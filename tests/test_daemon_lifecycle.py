@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,12 @@ def build(tmp_path_factory):
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     return daemon_video(tmp_path_factory)[0]
+
+
+LOG_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: "
+    r"|serving on http://)"
+)
 
 
 def flip(link: Path, target: Path) -> None:
@@ -225,6 +232,9 @@ def test_network_source_failing_mid_stream_recovers(build, video):
         assert "reconnected after" in b.output()
         # And it is still answering the API the whole time.
         assert get_json(b.url("/api/predictions"))[1]["prediction"]["top_k"]
+        # Issue 12.11: FFmpeg's and OpenCV's own lines come through the daemon's logging.
+        stray = [ln for ln in b.output().splitlines() if ln and not LOG_LINE.match(ln)]
+        assert not stray, stray[:5]
     finally:
         if b is not None:
             b.stop()

@@ -127,8 +127,9 @@ def test_half_open_flood_is_bounded_and_leaves_no_close_wait(build, video):
         for c in flood:  # all at once, with a FIN each (what left 3,595 threads in CLOSE-WAIT)
             c.close()
         s.wait_for(
-            lambda: CLOSE_WAIT not in tcp_states(s.port)
-            and tcp_states(s.port).count(ESTABLISHED) <= 1,
+            lambda: (
+                CLOSE_WAIT not in tcp_states(s.port) and tcp_states(s.port).count(ESTABLISHED) <= 1
+            ),
             what="no connection left in CLOSE-WAIT",
         )
         _, _, body = http("GET", s.url("/metrics"))
@@ -226,7 +227,9 @@ def test_stream_clients_that_never_read_are_dropped(build, video):
         s.wait_for(third_viewer_gets_in, timeout=20, what="a free stream slot")
         _, _, body = http("GET", s.url("/metrics"))
         dropped = [
-            ln for ln in body.decode().splitlines() if ln.startswith("edgecnn_stream_clients_dropped")
+            ln
+            for ln in body.decode().splitlines()
+            if ln.startswith("edgecnn_stream_clients_dropped")
         ]
         assert float(dropped[0].split()[-1]) >= 2, dropped
         for c in stalled:

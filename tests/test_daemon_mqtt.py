@@ -3,84 +3,26 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from daemon_fixtures import Served, TcpProxy, daemon_build, daemon_video, free_port, get_json, http
+from daemon_fixtures import (
+    MOSQUITTO,
+    Broker,
+    Served,
+    Subscriber,
+    TcpProxy,
+    daemon_build,
+    daemon_video,
+    free_port,
+    get_json,
+    http,
+)
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 pytestmark = pytest.mark.skipif(
     not Path(MOSQUITTO).exists(), reason="Debian mosquitto not installed"
 )
-
-
-class Broker:
-    """mosquitto on a free loopback port with a temp config; stopped by its PID."""
-
-    def __init__(self, tmp: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.conf = tmp / f"mosquitto-{self.port}.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        )
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Broker:
-        import socket
-
-        self.proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.3):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-
-
-class Subscriber:
-    def __init__(self, port: int, topic: str) -> None:
-        import paho.mqtt.client as mqtt
-
-        self.messages: list[tuple[str, dict | str]] = []
-        self.ready = threading.Event()
-        self.c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
-        self.c.on_connect = lambda c, u, f, rc, p=None: (
-            c.subscribe([(topic, 1), (f"{topic}/status", 1)]),
-            self.ready.set(),
-        )
-        self.c.on_message = self._on_message
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-        assert self.ready.wait(10)
-        time.sleep(0.2)  # SUBACK
-
-    def _on_message(self, c, u, msg) -> None:
-        text = msg.payload.decode()
-        try:
-            self.messages.append((msg.topic, json.loads(text)))
-        except json.JSONDecodeError:
-            self.messages.append((msg.topic, text))
-
-    def predictions(self) -> list[dict]:
-        return [m for t, m in self.messages if isinstance(m, dict)]
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
 
 
 @pytest.fixture(scope="module")
