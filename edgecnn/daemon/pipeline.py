@@ -133,7 +133,7 @@ class StageTimes:
 
 
 class History:
-    """The top class and its score, sampled at most every `every` seconds (a short strip)."""
+    """The top class and its score every `every` seconds: the last minute as a short strip."""
 
     def __init__(self, every: float = 0.5, n: int = 120) -> None:
         self.every = every
@@ -141,8 +141,7 @@ class History:
         self._last = 0.0
 
     def add(self, t: float, label: str | None, score: float) -> None:
-        last = self._items[-1] if self._items else None
-        if last is not None and t - self._last < self.every and last["label"] == label:
+        if t - self._last < self.every:
             return
         self._last = t
         self._items.append({"time": round(t, 3), "label": label, "score": round(score, 4)})
