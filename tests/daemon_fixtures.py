@@ -297,6 +297,10 @@ class TcpProxy:
     def down(self) -> None:
         ls, self._listener = self._listener, None
         if ls is not None:
+            try:  # wakes the accept() in the relay thread; close() alone would not
+                ls.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             ls.close()
         with self._lock:
             conns, self._conns = self._conns, []
