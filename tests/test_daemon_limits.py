@@ -296,3 +296,24 @@ def test_decoded_upload_is_the_models_size(build):
     arr = decode_for_model(png, (8, 8, 1), DEFAULT_MAX_PIXELS)
     assert arr.shape[2] == 1 and max(arr.shape[:2]) <= 16, arr.shape
     assert arr.dtype == np.uint8
+
+
+def test_keep_alive_connections_are_limited(build, video):
+    """Issue 12.3: a keep-alive connection serves --keepalive-requests requests, then closes,
+    and an idle one is closed after --header-timeout."""
+    with Served("--model", str(build), "--source", str(video), "--loop",
+                "--keepalive-requests", "3", "--header-timeout", "1") as s:  # fmt: skip
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        heads = []
+        for _ in range(3):
+            c.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            heads.append(c.recv(65536).split(b"\r\n\r\n")[0].lower())
+        assert b"connection: close" not in heads[0] and b"connection: close" in heads[2]
+        assert c.recv(10) == b""  # closed after the third
+        c.close()
+        idle = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        idle.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle.recv(65536)
+        idle.settimeout(10)
+        assert idle.recv(10) == b""  # the idle keep-alive connection was closed by the daemon
+        idle.close()

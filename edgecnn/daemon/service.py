@@ -52,34 +52,62 @@ def check_exposure(host: str, token: str | None, insecure: bool) -> None:
         )
 
 
+def check_options(opts: ServeOptions) -> None:
+    """Values the command line's types cannot express (a config file may still give them)."""
+    if opts.top_k < 1:
+        raise BadInput("--top-k must be at least 1")
+    if not 0.0 <= opts.threshold <= 1.0:
+        raise BadInput("--threshold must be between 0 and 1")
+    if opts.smooth < 1:
+        raise BadInput("--smooth must be at least 1 frame")
+    if opts.max_upload < 1024:
+        raise BadInput("--max-upload must be at least 1024 bytes")
+
+
+def limits_of(opts: ServeOptions) -> Limits:
+    return Limits(
+        max_connections=opts.max_connections,
+        header_timeout=opts.header_timeout,
+        body_timeout=opts.body_timeout,
+        keepalive_requests=opts.keepalive_requests,
+        stream_write_timeout=opts.stream_write_timeout,
+        upload_slots=opts.upload_slots,
+        decode_workers=opts.decode_workers,
+        max_pixels=opts.max_pixels,
+    )
+
+
+def mqtt_of(opts: ServeOptions) -> Any:
+    """The MQTT publisher, or None without --mqtt-host (paho is imported only then)."""
+    if not opts.mqtt_host:
+        return None
+    from edgecnn.daemon.mqtt import MqttPublisher
+
+    return MqttPublisher(
+        opts.mqtt_host,
+        opts.mqtt_port,
+        opts.mqtt_topic,
+        opts.mqtt_interval,
+        opts.mqtt_qos,
+        username=opts.mqtt_username,
+        password=opts.mqtt_password(),
+        backoff=Backoff(0.5, opts.mqtt_backoff_max, opts.backoff_jitter),
+        queue=opts.mqtt_queue,
+    )
+
+
 class Daemon:
     def __init__(self, opts: ServeOptions, picamera2_factory: Any = None) -> None:
         self.opts = opts
         self.token = opts.resolved_token()
         check_exposure(opts.host, self.token, opts.insecure)
-        if opts.top_k < 1:
-            raise BadInput("--top-k must be at least 1")
-        if not 0.0 <= opts.threshold <= 1.0:
-            raise BadInput("--threshold must be between 0 and 1")
-        if opts.smooth < 1:
-            raise BadInput("--smooth must be at least 1 frame")
-        if opts.max_upload < 1024:
-            raise BadInput("--max-upload must be at least 1024 bytes")
+        check_options(opts)
         self.top_k = opts.top_k
         self.threshold = opts.threshold
         self.max_upload = opts.max_upload
         self.stream_fps = opts.stream_fps
         self.stream_clients = max(1, opts.stream_clients)
-        self.limits = Limits(
-            max_connections=opts.max_connections,
-            header_timeout=opts.header_timeout,
-            body_timeout=opts.body_timeout,
-            keepalive_requests=opts.keepalive_requests,
-            stream_write_timeout=opts.stream_write_timeout,
-            upload_slots=opts.upload_slots,
-            decode_workers=opts.decode_workers,
-            max_pixels=opts.max_pixels,
-        )
+        self.limits = limits_of(opts)
         # More health checks (e.g. a capture disk) append here: each returns [(code, message)].
         self.health_checks: list[Callable[[], list[tuple[str, str]]]] = []
         self.fatal_error: str | None = None
@@ -105,21 +133,7 @@ class Daemon:
             if opts.log_file
             else None
         )
-        self.mqtt = None
-        if opts.mqtt_host:
-            from edgecnn.daemon.mqtt import MqttPublisher
-
-            self.mqtt = MqttPublisher(
-                opts.mqtt_host,
-                opts.mqtt_port,
-                opts.mqtt_topic,
-                opts.mqtt_interval,
-                opts.mqtt_qos,
-                username=opts.mqtt_username,
-                password=opts.mqtt_password(),
-                backoff=Backoff(0.5, opts.mqtt_backoff_max, opts.backoff_jitter),
-                queue=opts.mqtt_queue,
-            )
+        self.mqtt = mqtt_of(opts)
         listeners = [x for x in (self.jsonlog, self.mqtt) if x is not None]
         self.worker = InferenceWorker(
             self.holder,
