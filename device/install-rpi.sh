@@ -8,7 +8,8 @@
 #   - a system user `edgecnn` in the `video` group (camera access), no login shell
 #   - a venv in /opt/edgecnn/venv (with system site-packages so picamera2 imports)
 #     and `pip install edgecnn[device]` into it (LiteRT, ONNX Runtime, OpenCV, MQTT, Prometheus)
-#   - /opt/edgecnn/models owned by the deploy user, so `edgecnn deploy` needs no root
+#   - /opt/edgecnn/models owned by the deploy user (group edgecnn, which the deploy user
+#     joins), so `edgecnn deploy` needs no root and the service can read what it deploys
 #   - /etc/edgecnn/edgecnn.toml (example config, kept if present) and the systemd unit
 #   - enables the service; it starts once a model has been deployed
 set -euo pipefail
@@ -63,7 +64,10 @@ if dpkg -s python3-picamera2 >/dev/null 2>&1 && ! "$ROOT/venv/bin/python" -c "im
   echo "warning: picamera2 does not import in the venv; try: $ROOT/venv/bin/pip install 'numpy<2'" >&2
 fi
 if id "$DEPLOY_USER" >/dev/null 2>&1; then
-  chown -R "$DEPLOY_USER:$DEPLOY_USER" "$ROOT/models"
+  # deploy gives each version to the service's group (chgrp needs the deploy user in it)
+  usermod -aG edgecnn "$DEPLOY_USER"
+  chown -R "$DEPLOY_USER:edgecnn" "$ROOT/models"
+  chmod 0750 "$ROOT/models" "$ROOT/models/versions"
 fi
 
 echo "== config and unit"

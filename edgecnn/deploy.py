@@ -8,8 +8,12 @@ On each device (root `/opt/edgecnn` by default):
 Files go to a hidden incoming directory first and are checked with
 `sha256sum -c` there; only a verified directory becomes a version, and only
 then does `current` move, so a daemon watching `current` never sees a
-half-copied model. Hosts are deployed in parallel; each gets a result row and
-one failing host does not stop the others. No TensorFlow here.
+half-copied model. A version is made readable by the service's group (the
+service may run as another user than the deploy user), or by everyone if the
+deploy user may not give it that group. Incoming directories that a killed
+deploy left behind are removed once no process on the device uses them.
+Hosts are deployed in parallel; each gets a result row and one failing host
+does not stop the others. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class DeployOptions:
     systemctl: str = "systemctl"
     connect_timeout: float = 10.0
     timeout: float = 300.0
+    service_group: str = "edgecnn"  # the group the service runs as (device/edgecnn.service)
 
 
 @dataclass
@@ -145,12 +150,46 @@ def _sums_file(bundle: Bundle) -> bytes:
 
 
 SERVICE_STAGE = ".edgecnn-service"
+INCOMING_PREFIX = ".incoming-"
 # Exit codes of the device-side script, so a failure names its step.
 _STEP_CODES = {
     10: "sha256 check on the device",
     11: "switching the current symlink",
     12: "installing the service",
 }
+
+
+def readable_lines(incoming: str, group: str) -> list[str]:
+    """Shell lines giving the service's group read access to the verified tree (else everyone).
+
+    Build files may arrive 0600 (older builds, a tight umask) and tar keeps modes.
+    """
+    q = shlex.quote
+    return [
+        f"if chgrp -R {q(group)} {q(incoming)} 2>/dev/null; "
+        f"then chmod -R u+rwX,g+rX,g-w,o-rwx {q(incoming)}; "
+        f"else chmod -R u+rwX,go+rX,go-w {q(incoming)}; fi || exit 11",
+        "chmod go+x . versions 2>/dev/null || true",
+    ]
+
+
+def stale_incoming_lines(incoming: str) -> list[str]:
+    """Shell lines removing other incoming directories no running process names (killed deploys).
+
+    A transfer in progress shows up in some process's command line (`tar -C DIR`, the
+    device script), so only leftovers of a dead deploy are removed.
+    """
+    own = shlex.quote(Path(incoming).name)
+    return [
+        f"for d in {INCOMING_PREFIX}*; do",
+        f'  [ -d "$d" ] && [ "$d" != {own} ] || continue',
+        "  busy=0",
+        "  for c in /proc/[0-9]*/cmdline; do",
+        '    case "$(tr "\\000" " " < "$c" 2>/dev/null)" in *"/$d"*) busy=1; break ;; esac',
+        "  done",
+        '  [ "$busy" = 0 ] && rm -rf -- "$d" && echo "removed stale $d" >&2',
+        "done",
+    ]
 
 
 def device_script(bundle: Bundle, incoming: str, opts: DeployOptions) -> str:
@@ -170,6 +209,8 @@ def device_script(bundle: Bundle, incoming: str, opts: DeployOptions) -> str:
         f"cd {q(incoming)} || exit 10",
         f"sha256sum -c --strict --quiet {SUMS_NAME} >&2 || {{ cd /; rm -rf {q(incoming)}; exit 10; }}",
         f"cd {q(models)} && mkdir -p versions || exit 11",
+        *readable_lines(incoming, opts.service_group),
+        *stale_incoming_lines(incoming),
         f"if [ -d {q(stage)} ]; then rm -rf .service-stage && mv {q(stage)} .service-stage || exit 11; fi",
         f"if [ -d {q(version_dir)} ]; then rm -rf {q(incoming)}; "
         f"else mv {q(incoming)} {q(version_dir)} || exit 11; fi",
@@ -220,7 +261,7 @@ def deploy_host(bundle: Bundle, host: str, opts: DeployOptions) -> HostResult:
         )
         res.host = str(remote.target)
         models = f"{opts.root.rstrip('/')}/models"
-        incoming = f"{models}/.incoming-{bundle.version}-{secrets.token_hex(4)}"
+        incoming = f"{models}/{INCOMING_PREFIX}{bundle.version}-{secrets.token_hex(4)}"
         payload: dict[str, Any] = dict(bundle.files)
         payload[SUMS_NAME] = _sums_file(bundle)
         if opts.service:

@@ -21,12 +21,36 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask() would, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc (not Linux): the classic read-and-restore
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """What open() would give a new file: 0644 under umask 022 (mkstemp always gives 0600)."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """What mkdir() would give a new directory: 0755 under umask 022 (mkdtemp gives 0700)."""
+    return 0o777 & ~current_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), file_mode())  # readable like any other file the user writes
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -50,6 +74,7 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        tmp.chmod(dir_mode())  # a build directory is as readable as any other the user makes
     except OSError as e:
         raise BadInput(f"cannot write output directory {out}: {e.strerror or e}") from None
     try:

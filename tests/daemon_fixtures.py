@@ -29,6 +29,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FRAMES_PER_IMAGE = 3
 ANALYZE = shutil.which("systemd-analyze")
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 VIDEO_SIZE = 96
 _lock = threading.Lock()
 
@@ -270,3 +271,137 @@ def verify_unit(unit: Path, root: Path) -> None:
         timeout=60,
     )
     assert r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(), r.stderr + r.stdout
+
+
+class TcpProxy:
+    """A loopback TCP relay to `target_port` that can be cut and restored: an outage of the
+    upstream (a broker, a camera) as the daemon sees it, while the upstream itself keeps
+    running. `down()` closes the listener and every relayed connection."""
+
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        self.target = target_port
+        self.port = port or free_port()
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def up(self) -> TcpProxy:
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(64)
+        self._listener = ls
+        threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
+        return self
+
+    def down(self) -> None:
+        ls, self._listener = self._listener, None
+        if ls is not None:
+            try:  # wakes the accept() in the relay thread; close() alone would not
+                ls.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            ls.close()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def _accept(self, ls: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = ls.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Broker:
+    """mosquitto on a free loopback port with a temp config; stopped by its PID."""
+
+    def __init__(self, tmp: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.conf = tmp / f"mosquitto-{self.port}.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Broker:
+        import socket
+
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.3):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+class Subscriber:
+    def __init__(self, port: int, topic: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, dict | str]] = []
+        self.ready = threading.Event()
+        self.c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+        self.c.on_connect = lambda c, u, f, rc, p=None: (
+            c.subscribe([(topic, 1), (f"{topic}/status", 1)]),
+            self.ready.set(),
+        )
+        self.c.on_message = self._on_message
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        assert self.ready.wait(10)
+        time.sleep(0.2)  # SUBACK
+
+    def _on_message(self, c, u, msg) -> None:
+        text = msg.payload.decode()
+        try:
+            self.messages.append((msg.topic, json.loads(text)))
+        except json.JSONDecodeError:
+            self.messages.append((msg.topic, text))
+
+    def predictions(self) -> list[dict]:
+        return [m for t, m in self.messages if isinstance(m, dict)]
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()

@@ -87,6 +87,8 @@ def test_predictions_json(served):
 
 
 def test_predict_upload_matches_the_runtime(served, build):
+    """An upload is decoded straight to the model's size: a 64x64 nearest-upscale of an 8x8
+    test digit comes back as exactly that digit, so the answer is the runtime's on the original."""
     from edgecnn.runtime import Runner
 
     runner = Runner(build)
@@ -98,7 +100,7 @@ def test_predict_upload_matches_the_runtime(served, build):
         )
         assert code == 200, out
         res = json.loads(out)
-        want = runner.classify(Image.open(io.BytesIO(body)), top_k=3)
+        want = runner.classify(x[i], top_k=3)
         assert [t["index"] for t in res["top_k"]] == [p.index for p in want]
         assert res["top_k"][0]["score"] == pytest.approx(want[0].score, abs=1e-4)
 
@@ -287,3 +289,58 @@ def test_config_file_and_cli_override(build, video, tmp_path):
     bad.write_text('model = "x"\nsauce = "y"\n')
     s = Served(f"--config={bad}", wait=False)
     assert s.proc.wait(30) == 2 and "unknown option(s) sauce" in s.output()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated"])
+def test_unreadable_video_file_exits_2_at_once(video, tmp_path, build, kind):
+    """Issue 13.2: a corrupt video is bad input: one-line error, exit 2, no retry loop.
+
+    Before: it was retried with a growing backoff and `moov atom not found` spam, forever.
+    """
+    bad = tmp_path / "bad.mp4"
+    data = video.read_bytes()
+    bad.write_bytes(bytes(range(256)) * 64 if kind == "garbage" else data[: len(data) // 3])
+    s = Served("--model", str(build), "--source", str(bad), "--exit-on-end", wait=False)
+    assert s.proc.wait(30) == 2, s.output()
+    out = s.output()
+    lines = out.strip().splitlines()
+    assert lines[-1] == f"error: {bad} is not a readable video (it cannot be decoded)", out
+    assert "Traceback" not in out and "retrying" not in out and len(lines) <= 3, out
+
+
+def test_credentials_in_a_camera_url_are_never_shown(build, tmp_path):
+    """Issue 12.7: the user-info of the source URL is redacted in health, API, metrics, logs."""
+    port = free_port()  # nothing listens: the source keeps reconnecting, with messages
+    url = f"rtsp://admin:hunter2@127.0.0.1:{port}/live"
+    log = tmp_path / "pred.jsonl"
+    with Served("--model", str(build), "--source", url, "-v", "--log-file", str(log)) as s:
+        s.wait_for(
+            lambda: get_json(s.url("/healthz"))[1]["source"]["reconnects"] >= 2,
+            what="reconnect attempts",
+        )
+        shown = [http("GET", s.url(p))[2].decode() for p in ("/healthz", "/api/predictions")]
+        shown.append(http("GET", s.url("/metrics"))[2].decode())
+        h = json.loads(shown[0])
+    everything = "\n".join([*shown, s.output(), log.read_text()])
+    assert "hunter2" not in everything and "admin:" not in everything
+    assert h["source"]["name"] == f"url:rtsp://***@127.0.0.1:{port}/live"
+    assert h["problems"] and all("***@" in p or "rtsp" not in p for p in h["problems"])
+
+
+def test_token_is_kept_out_of_logs_and_the_page_gets_a_cookie(build, video):
+    """Issue 12.8: -v logs requests with `token=***`; the page's first load sets an HttpOnly
+    session cookie that authorizes the page's later requests without ?token=."""
+    with Served("--model", str(build), "--source", str(video), "--loop", "-v",
+                "--token", TOKEN) as s:  # fmt: skip
+        code, headers, _ = http("GET", s.url(f"/?token={TOKEN}"))
+        assert code == 200
+        cookie = headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+        session = cookie.split(";", 1)[0]
+        assert http("GET", s.url("/api/predictions"), headers={"Cookie": session})[0] == 200
+        assert (
+            http("GET", s.url("/metrics"), headers={"Cookie": "edgecnn_session=forged"})[0] == 401
+        )
+        assert http("GET", s.url(f"/api/predictions?token={TOKEN}"))[0] == 200
+        s.wait_for(lambda: "token=***" in s.output(), what="the redacted access log line")
+    assert TOKEN not in s.output()

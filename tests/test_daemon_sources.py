@@ -175,3 +175,69 @@ def test_jsonl_log_rotates(tmp_path):
         assert rows and all(r["label"] == "b" for r in rows)
     newest = [json.loads(line)["seq"] for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert newest[-1] == 199
+
+
+def test_backoff_is_capped_jittered_and_resets():
+    """Issue 12.10: waits double from `initial`, never pass `cap`, and vary (no lock-step fleet)."""
+    import random
+
+    from edgecnn.daemon.backoff import Backoff
+
+    b = Backoff(initial=0.25, cap=2.0, jitter=0.5, rng=random.Random(1))
+    waits = [b.next() for _ in range(20)]
+    assert max(waits) <= 2.0 and min(waits) >= 0.125
+    assert all(1.0 <= w <= 2.0 for w in waits[4:])  # at the cap: between cap/2 and cap
+    assert len({round(w, 6) for w in waits[4:]}) > 10  # jittered
+    b.reset()
+    assert b.next() <= 0.25
+    steady = Backoff(initial=0.5, cap=4.0, jitter=0.0)
+    assert [steady.next() for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+class _BrokenFile:
+    """A file source that opened once and then cannot be read again (replaced, corrupt)."""
+
+    live = False
+    name = "file:/videos/gone.mp4"
+    fps = None
+
+    def __init__(self) -> None:
+        self.opens = 0
+
+    def open(self) -> None:
+        from edgecnn.daemon.sources import SourceError
+
+        self.opens += 1
+        raise SourceError("/videos/gone.mp4 is not a readable video (it cannot be decoded)")
+
+    def read(self):  # pragma: no cover - never opened
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_file_that_cannot_be_read_is_not_retried():
+    """Issue 13.2: only cameras and streams are retried; a file fails once, with its reason."""
+    src = _BrokenFile()
+    slot, c, stop = LatestSlot(), Counters(), threading.Event()
+    reasons: list[str] = []
+    w = CaptureWorker(src, slot, c, stop, on_fatal=reasons.append)
+    w.start()
+    w.join(5)
+    assert not w.is_alive() and src.opens == 1
+    assert reasons == ["/videos/gone.mp4 is not a readable video (it cannot be decoded)"]
+    assert c.source_state == "failed" and c.reconnects == 0
+
+
+def test_url_credentials_are_redacted_in_names_and_messages():
+    from edgecnn.daemon.redact import redact
+
+    src = make_source("rtsp://admin:hunter2@cam.local:554/live", (8, 8))
+    assert src.name == "url:rtsp://***@cam.local:554/live"
+    assert redact("cannot open rtsp://u:p@h/x?token=abc&k=1, Bearer xyz") == (
+        "cannot open rtsp://***@h/x?token=***&k=1, Bearer ***"
+    )
+    c = Counters()
+    c.set_state("reconnecting", "OpenCV: rtsp://admin:hunter2@10.0.0.9/live timed out")
+    assert "hunter2" not in c.source_message and "admin" not in c.source_message

@@ -205,3 +205,79 @@ def test_device_script_refuses_a_corrupted_copy(build, tmp_path):
     )
     assert r.returncode == 10 and "model_int8.tflite: FAILED" in r.stderr
     assert os.readlink(models / "current") == "versions/old" and not incoming.exists()
+
+
+@pytest.fixture
+def shared_root():
+    """A device root every user can traverse (pytest's own tmp dirs are 0700)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="edgecnn-device-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def read_as(user: str, path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["runuser", "-u", user, "--", "cat", str(path)], capture_output=True, timeout=30
+    )
+
+
+def test_build_files_follow_the_umask(build, tmp_path):
+    """Issue 12.13: convert wrote 0600 files in a 0700 directory whatever the umask."""
+    for name in ("manifest.json", "labels.txt", "model_int8.tflite", "model_float32.tflite"):
+        assert (build / name).stat().st_mode & 0o777 == 0o644, name  # built under umask 022
+    assert build.stat().st_mode & 0o777 == 0o755
+    from edgecnn.fsutil import atomic_dir, atomic_write_text
+
+    old = os.umask(0o027)
+    try:
+        with atomic_dir(tmp_path / "out") as d:
+            atomic_write_text(d / "manifest.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "out" / "manifest.json").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.skipif(shutil.which("runuser") is None, reason="util-linux runuser missing")
+def test_deployed_tree_is_readable_by_the_service_user(sshd, build, tmp_path, shared_root):
+    """Issue 12.13: a build whose files are 0600 (older convert, tight umask), deployed by one
+    user, is readable by the service running as another (`nobody`, group `nogroup` here)."""
+    private = tmp_path / "private_build"
+    shutil.copytree(build, private)
+    for f in private.iterdir():
+        f.chmod(0o600)
+    r = deploy_cli(str(private), "--host", sshd.target, "--root", str(shared_root),
+                   "--service-group", "nogroup", "--json", *ssh_args(sshd))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    current = shared_root / "models" / "current"
+    for name in ("manifest.json", "model_int8.tflite", "labels.txt"):
+        got = read_as("nobody", current / name)
+        assert got.returncode == 0, got.stderr.decode()
+    mode = (current / "manifest.json").stat().st_mode & 0o777
+    assert mode == 0o640, oct(mode)  # the group reads it; others do not
+
+
+def test_stale_incoming_directories_are_removed(sshd, build, tmp_path):
+    """Issue 12.14: a deploy killed mid-transfer left .incoming-... with a truncated artifact,
+    still there after the next successful deploy. Now it goes; one still in use stays."""
+    root = tmp_path / "device"
+    models = root / "models"
+    dead = models / ".incoming-cnn_small-killed-0badc0de"
+    dead.mkdir(parents=True)
+    (dead / "model_int8.tflite").write_bytes((build / "model_int8.tflite").read_bytes()[:1000])
+    busy = models / ".incoming-cnn_small-busy-00c0ffee"
+    busy.mkdir()
+    holder = subprocess.Popen(["sh", "-c", f"sleep 60; echo {busy}"])  # a transfer using it
+    try:
+        r = deploy_cli(str(build), "--host", sshd.target, "--root", str(root), *ssh_args(sshd))
+        assert r.returncode == 0, r.stderr
+        assert not dead.exists()
+        assert busy.exists()
+        leftovers = sorted(p.name for p in models.glob(".incoming-*"))
+        assert leftovers == [busy.name]
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,7 +1,10 @@
-"""Benchmark `edgecnn serve`: throughput vs an offline loop, API latency under load, memory growth.
+"""Benchmark `edgecnn serve`: throughput, API latency under load, memory, and the limits of
+issue 12 (uploads, half-open floods, keep-alive, source and broker outages, the unit).
 
     python tools/bench_daemon.py --model BUILD_DIR [--video FILE] [--load-seconds 60]
                                  [--clients 50] [--rss-frames 10000] [--json out.json]
+                                 [--parts uploads,flood,keepalive,source_outage,mqtt_outage,unit]
+                                 [--repo /path/to/other/checkout]   # "before" figures
 
 1. Throughput: the daemon classifies a looped video file with `--no-pace`,
    once with `--sync` (every frame) and once in its normal latest-frame mode;
@@ -16,8 +19,23 @@
 4. Memory: RSS of the daemon process after a warm-up and after 10,000 more
    classified frames (`--no-pace`, looped video).
 
+5. uploads: peak RSS (VmHWM) of the daemon while 8 clients POST a maximal
+   upload at once (default 4000x4000 RGBA photo PNG: the 16 Mpx cap).
+6. flood: N connections that send half a request head and wait; a probe's
+   /healthz latency during the flood and after all N close at once, threads,
+   RSS, and how long sockets stay in CLOSE-WAIT.
+7. keepalive: p50 of GET /healthz on one keep-alive connection, and without.
+8. source_outage: daemon B classifies daemon A's MJPEG stream through a relay
+   that is cut for 10 s; time from the link's return to B classifying again.
+9. mqtt_outage: mosquitto behind a relay cut for 10 s, at QoS 0 and QoS 1;
+   changes decided (from the prediction log) against changes received by a
+   subscriber on the broker itself: lost during the outage and after it.
+10. unit: `systemd-analyze security --offline=true` exposure of the unit.
+
 Each measurement runs the daemon in its own process; the offline loop runs
 in this process while no daemon is running. Device side only (no TensorFlow).
+`--repo` runs another checkout's daemon (e.g. the commit before a fix) for
+before/after figures; parts that need options it lacks are skipped there.
 """
 
 from __future__ import annotations
@@ -40,6 +58,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+DAEMON_REPO = REPO  # --repo: whose `edgecnn serve` runs
+sys.path.insert(0, str(REPO / "tests"))
 
 
 def free_port() -> int:
@@ -73,7 +93,7 @@ class Daemon:
             [sys.executable, "-m", "edgecnn.cli", "serve", *args, "--port", str(self.port)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=DAEMON_REPO,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -98,11 +118,17 @@ class Daemon:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def rss_mb(self) -> float:
+    def rss_mb(self, key: str = "VmRSS") -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def threads(self) -> int:
+        return len(list(Path(f"/proc/{self.proc.pid}/task").iterdir()))
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -319,6 +345,16 @@ def rss_growth(model: str, video: Path, frames: int) -> dict:
         d.stop()
 
 
+from bench_daemon_limits import (  # noqa: E402 - the issue-12 measurements live beside
+    flood,
+    keepalive,
+    mqtt_outage,
+    source_outage,
+    unit_exposure,
+    uploads,
+)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="build directory")
@@ -329,10 +365,19 @@ def main() -> None:
     ap.add_argument("--load-seconds", type=float, default=60.0)
     ap.add_argument("--rss-frames", type=int, default=10_000)
     ap.add_argument(
-        "--parts", default="throughput,paced,load,rss", help="comma-separated subset to run"
+        "--parts",
+        default="throughput,paced,load,rss,uploads,flood,keepalive,source_outage,mqtt_outage,unit",
+        help="comma-separated subset to run",
     )
+    ap.add_argument("--flood", type=int, default=2500, help="half-open connections")
+    ap.add_argument("--upload-size", type=int, default=4000, help="side of the square upload")
+    ap.add_argument("--outage-seconds", type=float, default=10.0)
+    ap.add_argument("--repo", help="run this checkout's daemon instead (before/after figures)")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
+    global DAEMON_REPO
+    if a.repo:
+        DAEMON_REPO = Path(a.repo).resolve()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     video = Path(a.video) if a.video else make_video(tmp / "digits.mp4")
@@ -355,6 +400,18 @@ def main() -> None:
     if "rss" in parts:
         out["rss"] = rss_growth(a.model, video, a.rss_frames)
         print("rss", out["rss"], flush=True)
+    limits = {
+        "uploads": lambda: uploads(Daemon, a.model, video, a.upload_size),
+        "flood": lambda: flood(Daemon, a.model, video, a.flood),
+        "keepalive": lambda: keepalive(Daemon, a.model, video),
+        "source_outage": lambda: source_outage(Daemon, a.model, video, a.outage_seconds),
+        "mqtt_outage": lambda: mqtt_outage(Daemon, a.model, video, a.outage_seconds, tmp),
+        "unit": lambda: unit_exposure(DAEMON_REPO),
+    }
+    for name, run in limits.items():
+        if name in parts:
+            out[name] = run()
+            print(name, out[name], flush=True)
     out["loadavg_at_end"] = os.getloadavg()
     shutil.rmtree(tmp, ignore_errors=True)
     if a.json:

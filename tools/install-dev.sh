@@ -13,6 +13,11 @@ APT_PACKAGES=(
   systemd                 # systemd-analyze verify for the unit file
   qemu-user-static        # aarch64 runtime smoke test
   postgresql              # a shared Optuna study for the tune workers test
+  python3-gi              # the RTSP test server runs on Debian's /usr/bin/python3 (gi bindings)
+  gir1.2-gst-rtsp-server-1.0  # gst-rtsp-server: rtsp:// sources tested against a real server
+  gstreamer1.0-plugins-base   # appsrc, videoconvert
+  gstreamer1.0-plugins-good   # jpegenc, rtpjpegpay
+  gstreamer1.0-plugins-ugly
 )
 if command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

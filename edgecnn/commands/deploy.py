@@ -59,14 +59,21 @@ daemon reloads. Exit 0: every host done; 1: some host failed; 2: bad input.""",
     help="Hosts deployed in parallel.",
 )
 @click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(1))
+@click.option(
+    "--service-group",
+    default="edgecnn",
+    show_default=True,
+    help="Group the service runs as: the deployed files are made readable by it.",
+)
 @click.option("--unit-dir", default="/etc/systemd/system", show_default=True, hidden=True)
 @click.option("--config-dir", default="/etc/edgecnn", show_default=True, hidden=True)
 @click.option("--systemctl", default="systemctl", show_default=True, hidden=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
 def command(build_dir: str, hosts: tuple[str, ...], inventory: str | None, service: bool, root: str, keep: int,
-            known_hosts: str | None, identity: str | None, jobs: int, connect_timeout: float, unit_dir: str,
-            config_dir: str, systemctl: str, as_json: bool) -> None:  # fmt: skip
+            known_hosts: str | None, identity: str | None, jobs: int, connect_timeout: float,
+            service_group: str, unit_dir: str, config_dir: str, systemctl: str,
+            as_json: bool) -> None:  # fmt: skip
     """Deploy BUILD_DIR (artifacts + manifest) to devices over SSH, in parallel."""
     from edgecnn.deploy import DeployOptions, deploy, read_inventory
     from edgecnn.errors import BadInput
@@ -84,6 +91,7 @@ def command(build_dir: str, hosts: tuple[str, ...], inventory: str | None, servi
         config_dir=config_dir,
         systemctl=systemctl,
         connect_timeout=connect_timeout,
+        service_group=service_group,
     )
     results = deploy(build_dir, targets, opts, jobs=jobs)
     rows = [r.row() for r in results]

@@ -33,9 +33,11 @@ Examples:
   edgecnn serve --config /etc/edgecnn/edgecnn.toml --port 9000
 
 \b
-Endpoints: GET / (live page), /stream.mjpg, /api/predictions, /healthz,
-/metrics; POST /api/predict (image bytes as the body). SIGHUP or a change
-to the model files reloads the model; SIGTERM/SIGINT stop.""",
+Endpoints: GET / (live page), /stream.mjpg, /api/predictions, /healthz
+(ok or degraded, with reasons), /livez, /readyz, /metrics; POST /api/predict
+(image bytes as the body). SIGHUP or a change to the model files reloads the
+model; SIGTERM/SIGINT stop. A video file that cannot be decoded exits 2;
+cameras and network streams are retried.""",
 )
 @click.option(
     "--config",
@@ -133,6 +135,62 @@ to the model files reloads the model; SIGTERM/SIGINT stop.""",
     help="Largest POST /api/predict body, bytes.",
 )
 @click.option(
+    "--max-pixels",
+    default=16_000_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest upload in decoded pixels (checked from the header).",
+)
+@click.option(
+    "--decode-workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Uploads decoded at once.",
+)
+@click.option(
+    "--upload-slots",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Uploads in flight; more get 503.",
+)
+@click.option(
+    "--max-connections",
+    default=128,
+    show_default=True,
+    type=click.IntRange(4, 65535),
+    help="Open HTTP connections (the oldest idle one is closed to make room).",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 3600),
+    help="Seconds for a whole request head; also the keep-alive idle limit.",
+)
+@click.option(
+    "--body-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 3600),
+    help="Seconds for an upload body.",
+)
+@click.option(
+    "--keepalive-requests",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Requests per keep-alive connection.",
+)
+@click.option(
+    "--stream-write-timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 600),
+    help="Drop a /stream.mjpg client that takes no frame for this long.",
+)
+@click.option(
     "--stream-fps",
     default=15.0,
     show_default=True,
@@ -153,6 +211,20 @@ to the model files reloads the model; SIGTERM/SIGINT stop.""",
     type=click.FloatRange(0),
     help="Seconds between model-file change checks (0: off).",
 )
+@click.option(
+    "--source-backoff-max",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 300),
+    help="Longest wait between source reconnect attempts, seconds.",
+)
+@click.option(
+    "--backoff-jitter",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Reconnect waits are scaled by a random factor in [1 - jitter, 1].",
+)
 @click.option("--exit-on-end", is_flag=True, help="Stop when a (non-looping) file source ends.")
 @click.option("--mqtt-host", default=None, help="Publish predictions to this MQTT broker.")
 @click.option("--mqtt-port", default=1883, show_default=True, type=click.IntRange(1, 65535))
@@ -165,6 +237,20 @@ to the model files reloads the model; SIGTERM/SIGINT stop.""",
     help="Also publish every N seconds (0: only on a top-class change).",
 )
 @click.option("--mqtt-qos", default=0, show_default=True, type=click.IntRange(0, 2))
+@click.option(
+    "--mqtt-backoff-max",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 300),
+    help="Longest wait between broker reconnect attempts, seconds.",
+)
+@click.option(
+    "--mqtt-queue",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="QoS 1/2 messages kept while the broker is away.",
+)
 @click.option("--mqtt-username", default=None)
 @click.option(
     "--mqtt-password-file",
@@ -187,14 +273,19 @@ def command(**kwargs: Any) -> None:
     manifest, a port in use, a source that can never open).
     """
     from edgecnn.daemon.config import ServeOptions
+    from edgecnn.daemon.nativelog import route_native_stderr
+    from edgecnn.daemon.redact import install_log_redaction
     from edgecnn.daemon.service import Daemon
 
+    route_native_stderr()  # FFmpeg/GStreamer lines become formatted, redacted log records
     logging.basicConfig(
         level=logging.DEBUG if kwargs.get("verbose") else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("PIL").setLevel(logging.WARNING)
+    install_log_redaction()
+    for noisy in ("PIL", "asyncio", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     opts = ServeOptions(**kwargs)
     daemon = Daemon(opts)
     daemon.install_signals()

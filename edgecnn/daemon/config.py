@@ -52,9 +52,21 @@ class ServeOptions:
     sync: bool = False
     folder_fps: float = 10.0
     max_upload: int = 5_000_000
+    max_pixels: int = 16_000_000  # decoded pixels an upload may have (header checked first)
+    decode_workers: int = 1  # uploads decoded at once (each may take ~4 bytes per pixel)
+    upload_slots: int = 8  # uploads in flight (reading, waiting, decoding); more get 503
+    max_connections: int = 128  # open HTTP connections (the oldest idle one makes room)
+    header_timeout: float = 10.0  # a request head must arrive within this (also keep-alive idle)
+    body_timeout: float = 30.0  # an upload body must arrive within this
+    keepalive_requests: int = 1000  # requests per keep-alive connection
     stream_fps: float = 15.0
     stream_clients: int = 8
+    stream_write_timeout: float = (
+        5.0  # a stream client that takes no frame for this long is dropped
+    )
     watch: float = 1.0  # seconds between model-file checks; 0 disables
+    source_backoff_max: float = 2.0  # cap of the source reconnect backoff, seconds
+    backoff_jitter: float = 0.5  # each delay is scaled by a random factor in [1 - jitter, 1]
     exit_on_end: bool = False
     mqtt_host: str | None = None
     mqtt_port: int = 1883
@@ -63,6 +75,8 @@ class ServeOptions:
     mqtt_qos: int = 0
     mqtt_username: str | None = None
     mqtt_password_file: str | None = None
+    mqtt_backoff_max: float = 2.0  # cap of the broker reconnect backoff, seconds
+    mqtt_queue: int = 1000  # QoS 1/2 messages kept while the broker is away
     log_file: str | None = None
     log_max_bytes: int = 10_000_000
     log_backups: int = 3

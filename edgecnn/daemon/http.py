@@ -1,32 +1,45 @@
-"""The daemon's HTTP side on the standard library's ThreadingHTTPServer.
+"""The daemon's HTTP side: routes on aiohttp's low-level server, in one event-loop thread.
 
-Routes are matched exactly and nothing is ever served from disk, so no
-request can make the daemon read a file path. Uploads need a Content-Length
-under the limit and are decoded from memory only. When a token is set, every
-route except /healthz needs it (`Authorization: Bearer T` or `?token=T`).
+Why aiohttp and not the standard library's `http.server` (which this replaced):
+measured on 127.0.0.1 (tools/bench_daemon.py, README figures), the thread-per-
+connection stack had no connection cap or request-head deadline (2,500 half-open
+connections stalled it; a client trickling header lines held a thread past 60 s)
+and paid a 44 ms Nagle floor per keep-alive request. aiohttp holds all of these
+limits in one thread (TCP_NODELAY, one write per small response, a keep-alive
+timer from connect) for a few MB more RSS; uvicorn+starlette would bring three
+packages (uvicorn, starlette, anyio) for the same job. `httpcore` adds the
+connection cap and per-connection request cap aiohttp lacks.
+
+Routes are matched exactly and nothing is ever served from disk. A wrong method
+on a known route gets 405 with `Allow`, OPTIONS gets 204 with `Allow`; every
+request is counted in /metrics. With a token, every route except the health
+probes needs it: `Authorization: Bearer T`, `?token=T`, or the session cookie
+the live page gets on its first load (so the page never polls with `?token=`).
 """
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
-import errno
+import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
+from aiohttp import web
 
+from edgecnn.daemon.httpcore import CappedServer, HTTPError, Limits, bind_socket, server_kwargs
 from edgecnn.daemon.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from edgecnn.daemon.model import predict_probs
-from edgecnn.daemon.overlay import annotate, placeholder_jpeg
+from edgecnn.daemon.overlay import placeholder_jpeg
 from edgecnn.daemon.pipeline import make_result
+from edgecnn.daemon.redact import redact
+from edgecnn.daemon.uploads import UploadSlots, content_length, decode_for_model, read_upload
 from edgecnn.errors import BadInput
 
 if TYPE_CHECKING:
@@ -34,260 +47,232 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edgecnn.daemon.http")
 
-MAX_PIXELS = 40_000_000  # decompression-bomb guard, independent of the byte limit
 BOUNDARY = "edgecnnframe"
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-def decode_image(data: bytes, content_type: str = "") -> np.ndarray:
-    """An uploaded image (raw body or the first file of a multipart form) as RGB uint8."""
-    if content_type.lower().startswith("multipart/form-data"):
-        msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + data
-        )
-        parts = (
-            [
-                p
-                for p in msg.iter_parts()
-                if p.get_filename() or p.get_content_type().startswith("image/")
-            ]
-            if msg.is_multipart()
-            else []
-        )
-        if not parts:
-            raise HTTPError(400, "multipart upload holds no file part")
-        data = parts[0].get_payload(decode=True) or b""
-    if not data:
-        raise HTTPError(400, "empty upload; send the image bytes as the request body")
-    from edgecnn.runtime import images
-
-    try:
-        return images.decode_image(data, mode="RGB", max_pixels=MAX_PIXELS, fit=(1024, 1024))
-    except images.ImageTooLarge as e:
-        raise HTTPError(413, str(e)) from None
-    except BadInput as e:
-        raise HTTPError(
-            400, f"upload is not a readable image ({str(e).rsplit('(', 1)[-1]}"
-        ) from None
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>edgecnn live</title>
-<style>
- body{font-family:system-ui,sans-serif;background:#111;color:#eee;margin:0;padding:1rem}
- #wrap{position:relative;display:inline-block}
- #video{display:block;min-width:320px;image-rendering:pixelated;background:#333}
- #bars{margin-top:.5rem;background:#222;padding:6px 8px;border-radius:4px;width:max-content;min-width:220px}
- .row{display:flex;align-items:center;gap:6px;font-size:13px;margin:2px 0}
- .lab{width:90px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
- .bar{height:10px;background:#4caf50}
- .low .bar{background:#c9a03c}
- #meta{margin:.5rem 0;font-size:14px}
- #err{color:#f66}
-</style></head>
-<body>
-<div id="meta">model <b id="model">?</b> version <b id="version">?</b> &middot; <span id="fps">0</span> fps &middot; top: <b id="top">-</b> <span id="err"></span></div>
-<div id="wrap"><img id="video" alt="live stream (top-k drawn over the video)"></div>
-<div id="bars"></div>
-<script>
-const q = new URLSearchParams(location.search);
-const tok = q.get("token");
-const suffix = tok ? "?token=" + encodeURIComponent(tok) : "";
-document.getElementById("video").src = "stream.mjpg" + suffix;
-function row(p, ok) {
-  const r = document.createElement("div"); r.className = "row" + (ok ? "" : " low");
-  const l = document.createElement("span"); l.className = "lab"; l.textContent = p.label;
-  const b = document.createElement("span"); b.className = "bar"; b.style.width = Math.round(120 * p.score) + "px";
-  const s = document.createElement("span"); s.textContent = p.score.toFixed(2);
-  r.append(l, b, s); return r;
+COOKIE = "edgecnn_session"
+STREAM_SNDBUF = 64 * 1024  # small kernel buffer: a client that stops reading is seen in seconds
+PAGE_CSP = (
+    "default-src 'self'; script-src 'unsafe-inline' 'self'; "
+    "style-src 'unsafe-inline'; img-src 'self'"
+)
+PUBLIC = {"/healthz", "/livez", "/readyz"}  # probes answer without a token
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/": ("GET", "HEAD"),
+    "/index.html": ("GET", "HEAD"),
+    "/stream.mjpg": ("GET", "HEAD"),
+    "/api/predictions": ("GET", "HEAD"),
+    "/healthz": ("GET", "HEAD"),
+    "/livez": ("GET", "HEAD"),
+    "/readyz": ("GET", "HEAD"),
+    "/metrics": ("GET", "HEAD"),
+    "/api/predict": ("POST",),
 }
-async function poll() {
-  try {
-    const r = await fetch("api/predictions" + suffix, {cache: "no-store"});
-    const j = await r.json();
-    document.getElementById("err").textContent = r.ok ? "" : (j.error || r.status);
-    if (j.model) { document.getElementById("model").textContent = j.model.name;
-                   document.getElementById("version").textContent = j.model.version; }
-    document.getElementById("fps").textContent = (j.fps || 0).toFixed(1);
-    const p = j.prediction;
-    const bars = document.getElementById("bars");
-    bars.replaceChildren();
-    if (p) {
-      document.getElementById("top").textContent = p.label === null ? "(below threshold)" : p.label;
-      p.top_k.forEach((t, i) => bars.append(row(t, i > 0 || p.label !== null)));
-    }
-  } catch (e) { document.getElementById("err").textContent = String(e); }
-  setTimeout(poll, 500);
-}
-poll();
-</script></body></html>
-"""
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: DaemonHTTPServer
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # seconds a client may stall on a read or write (slow-client guard)
-    server_version = "edgecnn"
-    sys_version = ""
+def page_cookie(token: str) -> str:
+    """The session cookie's value: derived from the token, so the token never sits in a browser."""
+    return hmac.new(token.encode(), b"edgecnn live page", hashlib.sha256).hexdigest()
 
-    # -- plumbing ---------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s %s", self.address_string(), format % args)
 
-    @property
-    def app(self) -> Daemon:
-        return self.server.app
+def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=(json.dumps(data) + "\n").encode(),
+        content_type="application/json",
+        headers={
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            **(headers or {}),
+        },
+    )
 
-    def _send(
-        self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
-    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
-        self._send(status, (json.dumps(data) + "\n").encode(), "application/json", headers)
+class HttpServer:
+    """Binds in the caller's thread, then serves from its own event-loop thread."""
 
-    def _route(self) -> tuple[str, dict[str, list[str]]]:
-        u = urlsplit(self.path)
-        return u.path, parse_qs(u.query)
+    def __init__(self, app: Daemon, host: str, port: int, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
+        self.sock = bind_socket(host, port)
+        self.port = int(self.sock.getsockname()[1])
+        self.uploads = UploadSlots(limits.upload_slots)
+        self.decode_pool = ThreadPoolExecutor(max(1, limits.decode_workers), "edgecnn-decode")
+        self.encode_pool = ThreadPoolExecutor(1, "edgecnn-jpeg")
+        self.streams = 0
+        self.streams_dropped = 0
+        self.server: CappedServer | None = None
+        self.loop = asyncio.new_event_loop()
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="edgecnn-http", daemon=True)
+        self._page = resources.files("edgecnn.daemon").joinpath("data", "live.html").read_bytes()
 
-    def _authorized(self, query: dict[str, list[str]]) -> bool:
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise BadInput("the HTTP server did not start within 10 s")
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        if self._stopping is not None and self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(3.0)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.encode_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._serve())
+        finally:
+            self.loop.close()
+
+    async def _serve(self) -> None:
+        self._stopping = asyncio.Event()
+        self.server = CappedServer(
+            self._handle, self.limits, handler_cancellation=True, **server_kwargs(self.limits)
+        )
+        runner = web.ServerRunner(self.server, shutdown_timeout=1.0)
+        await runner.setup()
+        await web.SockSite(runner, self.sock).start()
+        self._ready.set()
+        await self._stopping.wait()
+        await runner.cleanup()
+
+    # -- dispatch --------------------------------------------------------------
+    async def _handle(self, req: web.BaseRequest) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        assert self.server is not None
+        proto = req.protocol
+        self.server.busy.add(proto)
+        last = self.server.count_request(proto)
+        path = req.path
+        route = path if path in ROUTES else "other"
+        status = 500
+        try:
+            resp = await self._route(req, path)
+            status = resp.status
+        except HTTPError as e:
+            status = e.status
+            resp = json_response(e.status, {"error": e.message}, e.headers)
+            if e.status in (401, 408, 411, 413, 503) or req.method == "POST":
+                resp.force_close()  # the body (if any) may be unread
+        except asyncio.CancelledError:
+            status = 499  # the client went away
+            raise
+        except Exception as e:  # never leak a traceback to a client
+            log.exception("error serving %s", path)
+            resp = json_response(500, {"error": f"internal error: {type(e).__name__}"})
+        finally:
+            self.server.busy.discard(proto)
+            self.app.metrics.requests.labels(route, req.method, str(status)).inc()
+            log.debug(
+                "%s %s %s %d %.1f ms",
+                req.remote,
+                req.method,
+                redact(req.path_qs),
+                status,
+                (time.perf_counter() - t0) * 1e3,
+            )
+        if last:
+            resp.force_close()
+        if not resp.prepared:
+            resp.headers["Server"] = "edgecnn"  # no library versions to the network
+        return resp
+
+    async def _route(self, req: web.BaseRequest, path: str) -> web.StreamResponse:
+        methods = ROUTES.get(path)
+        if methods is None:
+            raise HTTPError(404, f"no route {path}")
+        allow = ", ".join((*methods, "OPTIONS"))
+        if req.method == "OPTIONS":
+            return web.Response(status=204, headers={"Allow": allow})
+        if req.method not in methods:
+            raise HTTPError(405, f"{req.method} is not allowed on {path}", {"Allow": allow})
+        if path not in PUBLIC and not self._authorized(req):
+            raise HTTPError(401, "token required", {"WWW-Authenticate": 'Bearer realm="edgecnn"'})
+        handler = {
+            "/": self.page,
+            "/index.html": self.page,
+            "/stream.mjpg": self.stream,
+            "/api/predictions": self.predictions,
+            "/healthz": self.healthz,
+            "/livez": self.livez,
+            "/readyz": self.readyz,
+            "/metrics": self.metrics,
+            "/api/predict": self.predict,
+        }[path]
+        return await handler(req)
+
+    def _authorized(self, req: web.BaseRequest) -> bool:
         token = self.app.token
         if not token:
             return True
-        given = ""
-        auth = self.headers.get("Authorization", "")
+        auth = req.headers.get("Authorization", "")
         if auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        elif "token" in query:
-            given = query["token"][0]
-        return hmac.compare_digest(given.encode(), token.encode())
+            return hmac.compare_digest(auth[7:].strip().encode(), token.encode())
+        cookie = req.cookies.get(COOKIE)
+        if cookie and hmac.compare_digest(cookie.encode(), page_cookie(token).encode()):
+            return True
+        return hmac.compare_digest(req.query.get("token", "").encode(), token.encode())
 
-    def _dispatch(self, routes: dict[str, Any]) -> None:
-        path, query = self._route()
-        fn = routes.get(path)
-        route = path if fn else "other"
-        status = 500
-        try:
-            if fn is None:
-                raise HTTPError(404, f"no route {path}")
-            if path != "/healthz" and not self._authorized(query):
-                raise HTTPError(
-                    401, "token required", {"WWW-Authenticate": 'Bearer realm="edgecnn"'}
-                )
-            status = fn(query) or 200
-        except HTTPError as e:
-            status = e.status
-            if e.status in (401, 411, 413) or self.command == "POST":
-                self.close_connection = True  # the body (if any) may be unread
-                e.headers.setdefault("Connection", "close")
-            self._json(e.status, {"error": e.message}, e.headers)
-        except (BrokenPipeError, ConnectionResetError):
-            status = 499
-        except Exception as e:  # never leak a traceback to a client
-            status = 500
-            log.exception("error serving %s", path)
-            try:
-                self._json(500, {"error": f"internal error: {type(e).__name__}"})
-            except OSError:
-                pass
-        finally:
-            self.app.metrics.requests.labels(route, str(status)).inc()
-
-    def do_GET(self) -> None:
-        self._dispatch(
-            {
-                "/": self.page,
-                "/index.html": self.page,
-                "/stream.mjpg": self.stream,
-                "/api/predictions": self.predictions,
-                "/healthz": self.healthz,
-                "/metrics": self.metrics,
-            }
+    # -- routes ------------------------------------------------------------------
+    async def page(self, req: web.BaseRequest) -> web.StreamResponse:
+        resp = web.Response(
+            body=self._page,
+            content_type="text/html",
+            charset="utf-8",
+            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-store"},
         )
+        if self.app.token:
+            # The page drops ?token= from its address; the cookie carries the session after.
+            resp.set_cookie(COOKIE, page_cookie(self.app.token), httponly=True, samesite="Strict")
+        return resp
 
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def do_POST(self) -> None:
-        self._dispatch({"/api/predict": self.predict})
-
-    # -- routes ------------------------------------------------------------
-    def page(self, query: dict[str, list[str]]) -> int:
-        self._send(
-            200,
-            PAGE.encode(),
-            "text/html; charset=utf-8",
-            {
-                "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'; img-src 'self'"
-            },
-        )
-        return 200
-
-    def healthz(self, query: dict[str, list[str]]) -> int:
+    async def healthz(self, req: web.BaseRequest) -> web.StreamResponse:
         h = self.app.health()
-        code = 200 if h["status"] == "ok" else 503
-        self._json(code, h)
-        return code
+        return json_response(200 if h["status"] == "ok" else 503, h)
 
-    def metrics(self, query: dict[str, list[str]]) -> int:
-        self._send(200, self.app.metrics.render(), METRICS_CONTENT_TYPE)
-        return 200
+    async def livez(self, req: web.BaseRequest) -> web.StreamResponse:
+        live = self.app.liveness()
+        return json_response(200 if live["alive"] else 503, live)
 
-    def predictions(self, query: dict[str, list[str]]) -> int:
-        res = self.app.worker.latest
-        loaded = self.app.holder.get()
-        self._json(
-            200,
-            {
-                "model": loaded.info(),
-                "fps": round(self.app.counters.fps(), 2),
-                "source": self.app.source_status(),
-                "prediction": res.to_json() if res else None,
-            },
+    async def readyz(self, req: web.BaseRequest) -> web.StreamResponse:
+        ready = self.app.readiness()
+        return json_response(200 if ready["ready"] else 503, ready)
+
+    async def metrics(self, req: web.BaseRequest) -> web.StreamResponse:
+        return web.Response(
+            body=self.app.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
         )
-        return 200
 
-    def predict(self, query: dict[str, list[str]]) -> int:
-        length = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked" or length is None:
-            raise HTTPError(411, "Content-Length required")
+    async def predictions(self, req: web.BaseRequest) -> web.StreamResponse:
+        return json_response(200, self.app.live_status())
+
+    async def predict(self, req: web.BaseRequest) -> web.StreamResponse:
+        n = content_length(req, self.app.max_upload)
         try:
-            n = int(length)
-        except ValueError:
-            raise HTTPError(400, "bad Content-Length") from None
-        if n < 0:
-            raise HTTPError(400, "bad Content-Length")
-        limit = self.app.max_upload
-        if n > limit:
-            raise HTTPError(413, f"upload of {n} bytes exceeds the {limit}-byte limit")
-        data = self.rfile.read(n)
-        if len(data) != n:
-            raise HTTPError(400, "upload ended early")
-        image = decode_image(data, self.headers.get("Content-Type", ""))
-        try:
-            k = int(query.get("top_k", [self.app.top_k])[0])
+            k = int(req.query.get("top_k", self.app.top_k))
         except ValueError:
             raise HTTPError(400, "top_k must be an integer") from None
+        if k < 1:
+            raise HTTPError(400, "top_k must be at least 1")
+        if not self.uploads.try_take():
+            raise HTTPError(503, "too many uploads in progress; retry", {"Retry-After": "1"})
+        try:
+            data = await read_upload(req, n, self.limits.body_timeout)
+            out = await self.loop.run_in_executor(self.decode_pool, self._classify, data, k)
+        finally:
+            self.uploads.give_back()
+        return json_response(200, out)
+
+    def _classify(self, data: bytes, k: int) -> dict[str, Any]:
+        """Decode pool: decode at the model's size, run, and shape the answer."""
         loaded = self.app.holder.get()
+        image = decode_for_model(data, loaded.shape, self.limits.max_pixels)
+        del data
         t0 = time.perf_counter()
         try:
             probs = predict_probs(loaded, image)
@@ -304,86 +289,81 @@ class Handler(BaseHTTPRequestHandler):
         out = res.to_json()
         out.pop("seq")
         out.pop("pos")
-        self._json(200, out)
-        return 200
+        return out
 
-    def stream(self, query: dict[str, list[str]]) -> int:
-        if not self.app.stream_slots.acquire(blocking=False):
-            raise HTTPError(503, "too many stream clients")
+    async def stream(self, req: web.BaseRequest) -> web.StreamResponse:
+        if self.streams >= self.app.stream_clients:
+            raise HTTPError(503, "too many stream clients", {"Retry-After": "2"})
+        self.streams += 1
         try:
-            self.close_connection = True
-            self.send_response(200)
-            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command == "HEAD":
-                return 200
-            period = 1.0 / max(0.1, self.app.stream_fps)
-            seq = -1
-            stop = self.app.stop_event
-            last_sent = 0.0
-            while not stop.is_set():
-                res = self.app.worker.wait_newer(seq, 1.0)
-                if stop.is_set():
-                    break
-                if res is None or res.frame is None or res.seq == seq:
-                    if time.monotonic() - last_sent < 1.0:
-                        continue
-                    jpeg = placeholder_jpeg(f"source {self.app.counters.source_state}")
-                else:
-                    seq = res.seq
-                    fps = self.app.counters.fps()
-                    jpeg = self.app.jpeg_cache.get(
-                        res.seq,
-                        lambda r=res, f=fps: annotate(
-                            r.frame, r.top_k, f, r.model, self.app.threshold
-                        ),
-                    )
-                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                self.wfile.write(head.encode() + jpeg + b"\r\n")
-                self.wfile.flush()
-                last_sent = time.monotonic()
-                delay = period - (time.monotonic() - last_sent)
-                if delay > 0:
-                    stop.wait(delay)
-        except (TimeoutError, BrokenPipeError, ConnectionResetError):
-            pass
+            resp = web.StreamResponse(
+                headers={
+                    "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                    "Cache-Control": "no-store",
+                    "Server": "edgecnn",
+                }
+            )
+            resp.force_close()
+            await resp.prepare(req)
+            if req.method != "HEAD":
+                _small_send_buffer(req)
+                await self._stream_frames(req, resp)
+            return resp
         finally:
-            self.app.stream_slots.release()
-        return 200
+            self.streams -= 1
+
+    async def _stream_frames(self, req: web.BaseRequest, resp: web.StreamResponse) -> None:
+        """Newest frame at most `stream_fps` times a second; a client that stalls is dropped."""
+        app = self.app
+        period = 1.0 / max(0.1, app.stream_fps)
+        seq, jpeg, last_sent = -1, b"", 0.0
+        while not app.stop_event.is_set():
+            res = app.worker.latest
+            now = time.monotonic()
+            if res is not None and res.frame is not None and res.seq != seq:
+                seq = res.seq
+                jpeg = await self.loop.run_in_executor(self.encode_pool, app.frame_jpeg, res)
+            elif now - last_sent >= 1.0:  # nothing new for a second: say why
+                if app.counters.source_state != "streaming" or not jpeg:
+                    state = f"source {app.counters.source_state}"
+                    jpeg = await self.loop.run_in_executor(
+                        self.encode_pool, placeholder_jpeg, state
+                    )
+            else:
+                await asyncio.sleep(min(period, 0.02))
+                continue
+            head = (
+                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+            )
+            try:
+                await asyncio.wait_for(
+                    resp.write(head.encode() + jpeg + b"\r\n"), self.limits.stream_write_timeout
+                )
+            except asyncio.TimeoutError:
+                self.streams_dropped += 1
+                log.info(
+                    "dropping stream client %s: no frame taken for %.0f s",
+                    req.remote,
+                    self.limits.stream_write_timeout,
+                )
+                if req.transport is not None:
+                    req.transport.abort()
+                return
+            except (ConnectionError, RuntimeError):
+                return  # the client went away
+            last_sent = time.monotonic()
+            await asyncio.sleep(max(0.0, period - (last_sent - now)))
 
 
-class DaemonHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], app: Daemon) -> None:
-        self.app = app
-        host = address[0]
-        if ":" in host:
-            self.address_family = socket.AF_INET6
+def _small_send_buffer(req: web.BaseRequest) -> None:
+    """Bound what a non-reading stream client can make us buffer (kernel and asyncio)."""
+    transport = req.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
         try:
-            super().__init__(address, Handler)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise BadInput(f"port {address[1]} on {host} is already in use") from None
-            if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(
-                e, socket.gaierror
-            ):
-                raise BadInput(f"cannot bind {host}:{address[1]}: {e.strerror or e}") from None
-            if e.errno == errno.EACCES:
-                raise BadInput(
-                    f"no permission to bind port {address[1]} (ports below 1024 need root)"
-                ) from None
-            raise
-
-
-def start_http(app: Daemon, host: str, port: int) -> tuple[DaemonHTTPServer, threading.Thread]:
-    server = DaemonHTTPServer((host, port), app)
-    t = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="edgecnn-http", daemon=True
-    )
-    t.start()
-    return server, t
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+        except OSError:
+            pass
+    transport.set_write_buffer_limits(high=STREAM_SNDBUF)

@@ -8,9 +8,11 @@ runner is released by garbage collection once the last request lets go.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,17 @@ from edgecnn.manifest import MANIFEST_NAME
 from edgecnn.runtime.formats import is_artifact_file
 
 log = logging.getLogger("edgecnn.daemon.model")
+
+# Why a reload failed, as /metrics counts it (edgecnn_model_reload_failures_total{cause}).
+RELOAD_CAUSES = ("missing", "manifest", "checksum", "artifact", "self_check", "internal")
+
+
+class ModelLoadError(BadInput):
+    """A model that cannot serve, with the step that refused it (one of RELOAD_CAUSES)."""
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass
@@ -37,6 +50,7 @@ class Loaded:
     backend: str
     signature: tuple
     lock: threading.Lock = field(default_factory=threading.Lock)
+    loaded_at: float = field(default_factory=time.time)
 
     def info(self) -> dict[str, Any]:
         """What the API shows about the model (built once: it is read on every frame)."""
@@ -96,24 +110,30 @@ def load_model(
     artifact: str | None = None,
     threads: int | None = None,
 ) -> Loaded:
-    """Load and self-check a model; raises BadInput with a one-line reason."""
+    """Load and self-check a model; raises ModelLoadError (a BadInput) naming the failed step."""
     from edgecnn.runtime import Runner
+    from edgecnn.runtime.runner import resolve
 
     p = Path(path)
     if not p.exists():
-        raise BadInput(f"model {path} does not exist")
+        raise ModelLoadError("missing", f"model {path} does not exist")
     signature = model_signature(p)
-    runner = Runner(str(p), backend=backend, threads=threads, artifact=artifact)
     try:
-        spec = runner.input_spec
-        shape = tuple(int(v) for v in spec.shape)
-        labels = list(runner.labels)
+        resolve(p, artifact)  # the manifest and the artifact choice, before any bytes are read
+    except EdgeCNNError as e:
+        raise ModelLoadError("manifest", str(e)) from None
+    try:
+        runner = Runner(str(p), backend=backend, threads=threads, artifact=artifact)
+    except EdgeCNNError as e:
+        cause = "checksum" if "does not match its manifest" in str(e) else "artifact"
+        raise ModelLoadError(cause, str(e)) from None
+    try:
         loaded = Loaded(
             runner=runner,
             name=str(getattr(runner, "name", None) or p.name),
             version=_version(runner),
-            labels=labels,
-            shape=shape,  # type: ignore[arg-type]
+            labels=list(runner.labels),
+            shape=tuple(int(v) for v in runner.input_spec.shape),  # type: ignore[arg-type]
             artifact=runner.artifact.path,
             backend=str(getattr(runner, "backend_name", backend)),
             signature=signature,
@@ -130,13 +150,19 @@ def load_model(
 
 def predict_probs(loaded: Loaded, image: np.ndarray) -> np.ndarray:
     """Class probabilities (float32, one per label) for one RGB frame."""
+    return predict_timed(loaded, image)[0]
+
+
+def predict_timed(loaded: Loaded, image: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(probabilities, preprocess seconds, inference seconds) for one frame."""
     runner = loaded.runner
-    x = runner.preprocess(image)[
-        None
-    ]  # the runtime's resize/colour/quantization: one implementation
+    t0 = time.perf_counter()
+    x = runner.preprocess(image)[None]  # the runtime's resize/colour/quantization
+    t1 = time.perf_counter()
     with loaded.lock:
         probs = runner.run(x)
-    return np.asarray(probs, dtype=np.float32)[0]
+    t2 = time.perf_counter()
+    return np.asarray(probs, dtype=np.float32)[0], t1 - t0, t2 - t1
 
 
 def self_check(loaded: Loaded) -> None:
@@ -145,14 +171,17 @@ def self_check(loaded: Loaded) -> None:
     probe = np.full((h, w, 3), 127, dtype=np.uint8)
     try:
         probs = predict_probs(loaded, probe)
-    except EdgeCNNError:
-        raise
+    except EdgeCNNError as e:
+        raise ModelLoadError("self_check", f"model failed its check run: {e}") from None
     except Exception as e:
-        raise BadInput(f"model failed its check run: {type(e).__name__}: {e}") from None
+        raise ModelLoadError(
+            "self_check", f"model failed its check run: {type(e).__name__}: {e}"
+        ) from None
     if probs.shape != (len(loaded.labels),) or not np.all(np.isfinite(probs)):
-        raise BadInput(
+        raise ModelLoadError(
+            "self_check",
             f"model failed its check run: {probs.shape[0] if probs.ndim else 0} scores for "
-            f"{len(loaded.labels)} labels, finite={bool(np.all(np.isfinite(probs)))}"
+            f"{len(loaded.labels)} labels, finite={bool(np.all(np.isfinite(probs)))}",
         )
 
 
@@ -174,7 +203,9 @@ class ModelHolder:
         self.current: Loaded = load_model(self.path, backend, artifact, threads)
         self.reloads_ok = 0
         self.reloads_failed = 0
+        self.failures: collections.Counter[str] = collections.Counter()
         self.last_reload_error: str | None = None
+        self.last_reload: dict[str, Any] | None = None  # time, ok, reason, error, cause
 
     def get(self) -> Loaded:
         return self.current
@@ -192,28 +223,38 @@ class ModelHolder:
             log.info("reloading model from %s (%s)", self.path, reason)
             try:
                 new = load_model(self.path, self.backend, self.artifact, self.threads)
-            except EdgeCNNError as e:
-                self.reloads_failed += 1
-                self.last_reload_error = str(e)
-                # Don't retry the same broken files on every poll.
-                try:
-                    old.signature = model_signature(self.path)
-                except OSError:
-                    pass
-                log.error("reload failed, still serving %s %s: %s", old.name, old.version, e)
-                return False
             except Exception as e:  # a model must never take the daemon down
-                self.reloads_failed += 1
-                self.last_reload_error = f"{type(e).__name__}: {e}"
-                log.error(
-                    "reload failed, still serving %s %s: %s",
-                    old.name,
-                    old.version,
-                    self.last_reload_error,
-                )
+                cause = e.cause if isinstance(e, ModelLoadError) else "internal"
+                error = str(e) if isinstance(e, EdgeCNNError) else f"{type(e).__name__}: {e}"
+                self._failed(old, reason, cause, error)
                 return False
             self.current = new
             self.reloads_ok += 1
             self.last_reload_error = None
+            self.last_reload = _event(reason, ok=True)
             log.info("now serving %s %s (%s)", new.name, new.version, new.artifact)
             return True
+
+    def _failed(self, old: Loaded, reason: str, cause: str, error: str) -> None:
+        self.reloads_failed += 1
+        self.failures[cause] += 1
+        self.last_reload_error = error
+        self.last_reload = _event(reason, ok=False, cause=cause, error=error)
+        # Don't retry the same broken files on every poll.
+        try:
+            old.signature = model_signature(self.path)
+        except OSError:
+            pass
+        log.error(
+            "reload failed (%s), still serving %s %s: %s", cause, old.name, old.version, error
+        )
+
+
+def _event(reason: str, ok: bool, cause: str | None = None, error: str | None = None) -> dict:
+    return {
+        "time": round(time.time(), 3),
+        "ok": ok,
+        "reason": reason,
+        "cause": cause,
+        "error": error,
+    }

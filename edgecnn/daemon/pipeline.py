@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.daemon.model import ModelHolder, predict_probs
+from edgecnn.daemon.backoff import Backoff
+from edgecnn.daemon.model import ModelHolder, predict_timed
+from edgecnn.daemon.redact import redact
 from edgecnn.daemon.sources import Frame, Source, SourceError
 from edgecnn.runtime import top_k
 
@@ -87,8 +89,15 @@ class Counters:
     source_message: str = ""
     last_frame_t: float = 0.0
     latency_sum: float = 0.0
+    state_since: float = field(default_factory=time.time)  # wall time of the last state change
     started: float = field(default_factory=time.monotonic)
     _ticks: collections.deque = field(default_factory=lambda: collections.deque(maxlen=240))
+
+    def set_state(self, state: str, message: str = "") -> None:
+        if state != self.source_state:
+            self.state_since = time.time()
+        self.source_state = state
+        self.source_message = redact(message)  # an OpenCV error may quote the camera URL
 
     def tick(self, t: float) -> None:
         self._ticks.append(t)
@@ -103,12 +112,57 @@ class Counters:
         return (len(ticks) - 1) / span if span > 0 else 0.0
 
 
+class StageTimes:
+    """Rolling means of the per-frame stages (ms), for the live page and the API."""
+
+    STAGES = ("preprocess", "inference", "postprocess", "frame_age")
+
+    def __init__(self, n: int = 60) -> None:
+        self._buf = {k: collections.deque(maxlen=n) for k in self.STAGES}
+
+    def add(self, **seconds: float) -> None:
+        for k, v in seconds.items():
+            self._buf[k].append(v)
+
+    def means_ms(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for k, buf in self._buf.items():
+            vals = list(buf)
+            out[f"{k}_ms"] = round(1e3 * sum(vals) / len(vals), 3) if vals else None
+        return out
+
+
+class History:
+    """The top class and its score every `every` seconds: the last minute as a short strip."""
+
+    def __init__(self, every: float = 0.5, n: int = 120) -> None:
+        self.every = every
+        self._items: collections.deque[dict[str, Any]] = collections.deque(maxlen=n)
+        self._last = 0.0
+
+    def add(self, t: float, label: str | None, score: float) -> None:
+        if t - self._last < self.every:
+            return
+        self._last = t
+        self._items.append({"time": round(t, 3), "label": label, "score": round(score, 4)})
+
+    def items(self) -> list[dict[str, Any]]:
+        return list(self._items)
+
+
+class SourceUnusable(Exception):
+    """A file source that can never deliver (cannot be opened or decoded): bad input, no retry."""
+
+
 class CaptureWorker(threading.Thread):
-    """Reads the source into the slot; reconnects with exponential backoff and logs each attempt.
+    """Reads the source into the slot; reconnects live sources with a capped, jittered backoff.
 
     File and folder sources are paced at their frame rate unless `pace` is
     False (benchmarks); with `sync` a file source waits for inference to take
     each frame, so no frame is dropped (used for deterministic evaluation).
+    A file that cannot be opened or yields no frame is not retried: `fatal`
+    says why and `on_fatal` stops the daemon (exit 2). Only cameras and
+    network streams are retried.
     """
 
     def __init__(
@@ -119,8 +173,9 @@ class CaptureWorker(threading.Thread):
         stop: threading.Event,
         pace: bool = True,
         sync: bool = False,
-        backoff: tuple[float, float] = (0.5, 10.0),
+        backoff: Backoff | None = None,
         on_end: Callable[[], None] | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(name="edgecnn-capture", daemon=True)
         self.source = source
@@ -129,28 +184,34 @@ class CaptureWorker(threading.Thread):
         self.stop = stop
         self.pace = pace
         self.sync = sync
-        self.backoff = backoff
+        self.backoff = backoff or Backoff()
         self.on_end = on_end
+        self.on_fatal = on_fatal
+        self.fatal: str | None = None
         self._seq = 0
 
     def run(self) -> None:
-        attempt = 0
+        try:
+            self._run()
+        except SourceUnusable as e:
+            self.fatal = redact(str(e))
+            self.c.set_state("failed", self.fatal)
+            if self.on_fatal:
+                self.on_fatal(self.fatal)
+
+    def _run(self) -> None:
         while not self.stop.is_set():
-            try:
-                self.source.open()
-            except SourceError as e:
-                attempt += 1
-                self._retry(attempt, str(e))
+            if not self._open():
                 continue
-            except Exception as e:  # any adapter bug is a failed attempt, not a dead thread
-                attempt += 1
-                self._retry(attempt, f"{type(e).__name__}: {e}")
-                continue
-            if attempt:
-                log.info("source %s reconnected after %d attempt(s)", self.source.name, attempt)
-            attempt = 0
-            self.c.source_state = "streaming"
-            self.c.source_message = ""
+            if self.backoff.attempts:
+                log.info(
+                    "source %s reconnected after %d attempt(s)",
+                    self.source.name,
+                    self.backoff.attempts,
+                )
+            self.backoff.reset()
+            self.c.set_state("streaming")
+            before = self.c.frames
             ended = self._stream()
             try:
                 self.source.close()
@@ -158,25 +219,41 @@ class CaptureWorker(threading.Thread):
                 log.warning("closing source %s: %s", self.source.name, e)
             if self.stop.is_set():
                 break
+            if not self.source.live and self.c.frames == before:
+                raise SourceUnusable(self.c.source_message or f"{self.source.name} holds no frame")
             if ended and not self.source.live:
-                self.c.source_state = "ended"
-                self.c.source_message = "end of input"
+                self.c.set_state("ended", "end of input")
                 log.info("source %s ended", self.source.name)
                 if self.on_end:
                     self.on_end()
                 return
-            attempt += 1
-            self._retry(attempt, self.c.source_message or "stream stopped")
+            self._retry(self.c.source_message or "stream stopped")
 
-    def _retry(self, attempt: int, why: str) -> None:
+    def _open(self) -> bool:
+        """One open attempt; a file that cannot open is fatal, anything live is retried."""
+        try:
+            self.source.open()
+            return True
+        except SourceError as e:
+            why = str(e)
+        except Exception as e:  # any adapter bug is a failed attempt, not a dead thread
+            why = f"{type(e).__name__}: {e}"
+        if not self.source.live:
+            raise SourceUnusable(why)
+        self._retry(why)
+        return False
+
+    def _retry(self, why: str) -> None:
         self.c.source_errors += 1
         self.c.reconnects += 1
-        self.c.source_state = "reconnecting"
-        self.c.source_message = why
-        lo, hi = self.backoff
-        delay = min(hi, lo * (2 ** min(attempt - 1, 16)))
+        self.c.set_state("reconnecting", why)
+        delay = self.backoff.next()
         log.warning(
-            "source %s: %s; attempt %d, retrying in %.1fs", self.source.name, why, attempt, delay
+            "source %s: %s; attempt %d, retrying in %.2fs",
+            self.source.name,
+            why,
+            self.backoff.attempts,
+            delay,
         )
         self.stop.wait(delay)
 
@@ -320,6 +397,8 @@ class InferenceWorker(threading.Thread):
         self.latest: Result | None = None
         self.cond = threading.Condition()
         self.alive_t = time.monotonic()
+        self.stages = StageTimes()
+        self.history = History()
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -330,12 +409,13 @@ class InferenceWorker(threading.Thread):
             loaded = self.holder.get()
             t0 = time.perf_counter()
             try:
-                probs = predict_probs(loaded, frame.image)
+                probs, pre_s, run_s = predict_timed(loaded, frame.image)
             except Exception as e:  # a bad frame or model must not stop the loop
                 self.c.errors += 1
                 log.error("inference failed on frame %d: %s: %s", frame.seq, type(e).__name__, e)
                 continue
             dt = time.perf_counter() - t0
+            t_post = time.perf_counter()
             probs = self.smoother(probs)
             res = make_result(
                 probs,
@@ -348,6 +428,13 @@ class InferenceWorker(threading.Thread):
                 dt * 1e3,
             )
             res.frame = frame.image
+            self.stages.add(
+                preprocess=pre_s,
+                inference=run_s,
+                postprocess=time.perf_counter() - t_post,
+                frame_age=time.monotonic() - frame.t,
+            )
+            self.history.add(res.time, res.label, res.score)
             self.c.inferences += 1
             self.c.latency_sum += dt
             self.c.tick(time.monotonic())

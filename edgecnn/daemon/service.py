@@ -13,16 +13,19 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from edgecnn.daemon import systemd
+from edgecnn.daemon.backoff import Backoff
 from edgecnn.daemon.config import ServeOptions
-from edgecnn.daemon.http import DaemonHTTPServer, start_http
+from edgecnn.daemon.http import HttpServer
+from edgecnn.daemon.httpcore import Limits
 from edgecnn.daemon.jsonlog import JsonLinesLog
 from edgecnn.daemon.metrics import Metrics
 from edgecnn.daemon.model import ModelHolder
-from edgecnn.daemon.overlay import JpegCache
-from edgecnn.daemon.pipeline import CaptureWorker, Counters, InferenceWorker, LatestSlot
+from edgecnn.daemon.overlay import JpegCache, annotate
+from edgecnn.daemon.pipeline import CaptureWorker, Counters, InferenceWorker, LatestSlot, Result
 from edgecnn.daemon.sources import make_source
 from edgecnn.errors import BadInput
 
@@ -49,24 +52,67 @@ def check_exposure(host: str, token: str | None, insecure: bool) -> None:
         )
 
 
+def check_options(opts: ServeOptions) -> None:
+    """Values the command line's types cannot express (a config file may still give them)."""
+    if opts.top_k < 1:
+        raise BadInput("--top-k must be at least 1")
+    if not 0.0 <= opts.threshold <= 1.0:
+        raise BadInput("--threshold must be between 0 and 1")
+    if opts.smooth < 1:
+        raise BadInput("--smooth must be at least 1 frame")
+    if opts.max_upload < 1024:
+        raise BadInput("--max-upload must be at least 1024 bytes")
+
+
+def limits_of(opts: ServeOptions) -> Limits:
+    return Limits(
+        max_connections=opts.max_connections,
+        header_timeout=opts.header_timeout,
+        body_timeout=opts.body_timeout,
+        keepalive_requests=opts.keepalive_requests,
+        stream_write_timeout=opts.stream_write_timeout,
+        upload_slots=opts.upload_slots,
+        decode_workers=opts.decode_workers,
+        max_pixels=opts.max_pixels,
+    )
+
+
+def mqtt_of(opts: ServeOptions) -> Any:
+    """The MQTT publisher, or None without --mqtt-host (paho is imported only then)."""
+    if not opts.mqtt_host:
+        return None
+    from edgecnn.daemon.mqtt import MqttPublisher
+
+    return MqttPublisher(
+        opts.mqtt_host,
+        opts.mqtt_port,
+        opts.mqtt_topic,
+        opts.mqtt_interval,
+        opts.mqtt_qos,
+        username=opts.mqtt_username,
+        password=opts.mqtt_password(),
+        backoff=Backoff(0.5, opts.mqtt_backoff_max, opts.backoff_jitter),
+        queue=opts.mqtt_queue,
+    )
+
+
 class Daemon:
     def __init__(self, opts: ServeOptions, picamera2_factory: Any = None) -> None:
         self.opts = opts
         self.token = opts.resolved_token()
         check_exposure(opts.host, self.token, opts.insecure)
-        if opts.top_k < 1:
-            raise BadInput("--top-k must be at least 1")
-        if not 0.0 <= opts.threshold <= 1.0:
-            raise BadInput("--threshold must be between 0 and 1")
-        if opts.smooth < 1:
-            raise BadInput("--smooth must be at least 1 frame")
-        if opts.max_upload < 1024:
-            raise BadInput("--max-upload must be at least 1024 bytes")
+        check_options(opts)
         self.top_k = opts.top_k
         self.threshold = opts.threshold
         self.max_upload = opts.max_upload
         self.stream_fps = opts.stream_fps
-        self.stream_slots = threading.BoundedSemaphore(max(1, opts.stream_clients))
+        self.stream_clients = max(1, opts.stream_clients)
+        self.limits = limits_of(opts)
+        # More health checks (e.g. a capture disk) append here: each returns [(code, message)].
+        self.health_checks: list[Callable[[], list[tuple[str, str]]]] = []
+        self.fatal_error: str | None = None
+        self.http: HttpServer | None = None
+        self.mqtt: Any = None  # the metrics' snapshot reads both from the start
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
         self.holder = ModelHolder(opts.model, opts.backend, opts.artifact, opts.threads)
@@ -87,19 +133,7 @@ class Daemon:
             if opts.log_file
             else None
         )
-        self.mqtt = None
-        if opts.mqtt_host:
-            from edgecnn.daemon.mqtt import MqttPublisher
-
-            self.mqtt = MqttPublisher(
-                opts.mqtt_host,
-                opts.mqtt_port,
-                opts.mqtt_topic,
-                opts.mqtt_interval,
-                opts.mqtt_qos,
-                username=opts.mqtt_username,
-                password=opts.mqtt_password(),
-            )
+        self.mqtt = mqtt_of(opts)
         listeners = [x for x in (self.jsonlog, self.mqtt) if x is not None]
         self.worker = InferenceWorker(
             self.holder,
@@ -119,19 +153,34 @@ class Daemon:
             self.stop_event,
             pace=opts.pace,
             sync=opts.sync,
+            backoff=Backoff(0.25, opts.source_backoff_max, opts.backoff_jitter),
             on_end=self._source_ended,
+            on_fatal=self._source_failed,
         )
-        self.server: DaemonHTTPServer | None = None
         self.exit_code = 0
 
     # -- status ------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
+        http = None
+        if self.http is not None and self.http.server is not None:
+            st = self.http.server.stats
+            http = {
+                "open": st.open,
+                "evicted": st.evicted,
+                "rejected": st.rejected,
+                "streams": self.http.streams,
+                "streams_dropped": self.http.streams_dropped,
+                "uploads_refused": self.http.uploads.refused,
+            }
         return {
             "counters": self.counters,
             "dropped": self.slot.dropped,
             "reloads_ok": self.holder.reloads_ok,
             "reloads_failed": self.holder.reloads_failed,
+            "reload_failures": dict(self.holder.failures),
             "model": self.holder.get().info(),
+            "mqtt": self.mqtt.stats() if self.mqtt else None,
+            "http": http,
         }
 
     def source_status(self) -> dict[str, Any]:
@@ -140,34 +189,115 @@ class Daemon:
         return {
             "name": self.source.name,
             "state": c.source_state,
+            "since": round(c.state_since, 3),
             "message": c.source_message,
             "last_frame_age_s": round(age, 3) if age is not None else None,
             "reconnects": c.reconnects,
         }
 
+    def reasons(self) -> list[tuple[str, str]]:
+        """Why the daemon is degraded, as (code, message); empty when all is well."""
+        c = self.counters
+        out: list[tuple[str, str]] = []
+        if not self.worker.is_alive():
+            out.append(("inference_stopped", "inference thread stopped"))
+        age = time.monotonic() - c.last_frame_t if c.last_frame_t else 0.0
+        if c.source_state == "reconnecting":
+            out.append(("source_reconnecting", f"source reconnecting: {c.source_message}"))
+        elif c.source_state == "failed":
+            out.append(("source_failed", f"source failed: {c.source_message}"))
+        elif c.source_state == "streaming" and age > STALE_SOURCE_S:
+            out.append(("source_stale", f"source: no frame for {age:.0f}s"))
+        if self.mqtt is not None and not self.mqtt.connected.is_set():
+            out.append(
+                ("mqtt_disconnected", f"MQTT broker {self.mqtt.host}:{self.mqtt.port} unreachable")
+            )
+        last = self.holder.last_reload
+        if last is not None and not last["ok"]:
+            m = self.holder.get()
+            out.append(
+                (
+                    "reload_failed",
+                    f"last reload failed ({last['cause']}): {last['error']}; "
+                    f"still serving {m.name} {m.version}",
+                )
+            )
+        for check in self.health_checks:
+            out.extend(check())
+        return out
+
     def health(self) -> dict[str, Any]:
         c = self.counters
-        src = self.source_status()
-        problems = []
-        if not self.worker.is_alive():
-            problems.append("inference thread stopped")
-        if c.source_state == "reconnecting":
-            problems.append(f"source: {c.source_message}")
-        elif c.source_state == "streaming" and (src["last_frame_age_s"] or 0) > STALE_SOURCE_S:
-            problems.append("source: no frame for {:.0f}s".format(src["last_frame_age_s"]))
+        reasons = self.reasons()
         return {
-            "status": "ok" if not problems else "degraded",
-            "problems": problems,
+            "status": "ok" if not reasons else "degraded",
+            "reasons": [code for code, _ in reasons],
+            "problems": [message for _, message in reasons],
+            "live": self.liveness()["alive"],
+            "ready": self.readiness()["ready"],
             "model": self.holder.get().info(),
-            "source": src,
+            "source": self.source_status(),
+            "mqtt": self.mqtt.stats() if self.mqtt else None,
             "frames": c.frames,
             "inferences": c.inferences,
             "dropped": self.slot.dropped,
             "errors": c.errors,
             "fps": round(c.fps(), 2),
             "uptime_s": round(time.monotonic() - c.started, 1),
+            "last_reload": self.holder.last_reload,
             "last_reload_error": self.holder.last_reload_error,
         }
+
+    def liveness(self) -> dict[str, Any]:
+        """Alive: the daemon's own threads run (a restart would help if not); ignores the world."""
+        threads = {
+            "inference": self.worker.is_alive(),
+            "http": self.http is not None and self.http.alive(),
+            "capture": self.capture.is_alive() or self.counters.source_state in ("ended", "failed"),
+        }
+        return {"alive": all(threads.values()), "threads": threads}
+
+    def readiness(self) -> dict[str, Any]:
+        """Ready: alive, a model loaded and the source delivering fresh frames."""
+        c = self.counters
+        age = time.monotonic() - c.last_frame_t if c.last_frame_t else None
+        reasons = []
+        if not self.liveness()["alive"]:
+            reasons.append("not alive")
+        if c.source_state != "streaming":
+            reasons.append(f"source {c.source_state}")
+        elif age is None or age > STALE_SOURCE_S:
+            reasons.append("no fresh frame")
+        return {"ready": not reasons, "reasons": reasons}
+
+    def live_status(self) -> dict[str, Any]:
+        """What /api/predictions and the live page show."""
+        res = self.worker.latest
+        m = self.holder.get()
+        health = self.health()
+        return {
+            "model": {
+                **m.info(),
+                "loaded_at": round(m.loaded_at, 3),
+                "reloads_ok": self.holder.reloads_ok,
+                "reloads_failed": self.holder.reloads_failed,
+                "last_reload": self.holder.last_reload,
+            },
+            "fps": round(self.counters.fps(), 2),
+            "source": self.source_status(),
+            "prediction": res.to_json() if res else None,
+            "stages": self.worker.stages.means_ms(),
+            "history": self.worker.history.items(),
+            "health": {"status": health["status"], "problems": health["problems"]},
+            "threshold": self.threshold,
+        }
+
+    def frame_jpeg(self, res: Result) -> bytes:
+        """The annotated JPEG of a result, encoded once however many clients watch."""
+        fps = self.counters.fps()
+        return self.jpeg_cache.get(
+            res.seq, lambda: annotate(res.frame, res.top_k, fps, res.model, self.threshold)
+        )
 
     # -- lifecycle -----------------------------------------------------------
     def _source_ended(self) -> None:
@@ -183,6 +313,11 @@ class Daemon:
             log.info("source ended; stopping (--exit-on-end)")
             self.stop_event.set()
 
+    def _source_failed(self, why: str) -> None:
+        """A file source that can never deliver: stop, and exit 2 with its reason."""
+        self.fatal_error = why
+        self.stop_event.set()
+
     def request_stop(self, *_: Any) -> None:
         self.stop_event.set()
 
@@ -196,7 +331,8 @@ class Daemon:
 
     def start(self) -> None:
         """Bind first (a port in use is a one-line error before any thread starts)."""
-        self.server, _ = start_http(self, self.opts.host, self.opts.port)
+        self.http = HttpServer(self, self.opts.host, self.opts.port, self.limits)
+        self.http.start()
         if self.mqtt:
             self.mqtt.start()
         self.worker.start()
@@ -210,12 +346,12 @@ class Daemon:
             m.version,
             self.source.name,
             self.opts.host,
-            self.server.server_address[1],
+            self.http.port,
         )
 
     @property
     def port(self) -> int:
-        return int(self.server.server_address[1]) if self.server else self.opts.port
+        return self.http.port if self.http else self.opts.port
 
     def run_forever(self) -> int:
         """Main loop: reloads, model watching and the watchdog; returns the exit code."""
@@ -246,10 +382,12 @@ class Daemon:
                 else:
                     pending_change = None
             if wd and now >= next_wd:
-                if self.worker.is_alive():
+                if self.liveness()["alive"]:
                     systemd.notify("WATCHDOG=1")
                 next_wd = now + wd
         self.shutdown()
+        if self.fatal_error:
+            raise BadInput(self.fatal_error)
         return self.exit_code
 
     def _reload(self, reason: str) -> None:
@@ -265,9 +403,8 @@ class Daemon:
     def shutdown(self) -> None:
         systemd.notify("STOPPING=1")
         self.stop_event.set()
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        if self.http is not None:
+            self.http.stop()
         if self.mqtt:
             try:
                 self.mqtt.stop()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgecnn.daemon.redact import redact
 from edgecnn.errors import BadInput
 
 log = logging.getLogger("edgecnn.daemon.sources")
@@ -56,7 +57,17 @@ def _cv2() -> Any:
         import cv2
     except ImportError:  # pragma: no cover - opencv is in the device extra
         raise BadInput("this source needs OpenCV: pip install 'edgecnn[device]'") from None
+    quiet_opencv(cv2)
     return cv2
+
+
+def quiet_opencv(cv2: Any) -> None:
+    """OpenCV's own warnings (`[ WARN:0@5.589] global cap.cpp ...`) off: the daemon logs the
+    failures it sees itself; FFmpeg's lines are routed into logging by `nativelog`."""
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # pragma: no cover - very old OpenCV
+        pass
 
 
 class OpenCVSource:
@@ -74,7 +85,7 @@ class OpenCVSource:
         self.loop = loop
         self.size = size  # (width, height) hint for cameras
         self.live = kind != "file"
-        self.name = f"{kind}:{spec}"
+        self.name = f"{kind}:{redact(str(spec))}"  # never shows URL credentials
         self._cap: Any = None
         self._pos = 0
         self._fps: float | None = None
@@ -88,6 +99,9 @@ class OpenCVSource:
         if self.kind == "camera":
             cap = cv2.VideoCapture(self.spec, cv2.CAP_V4L2)
         elif self.kind == "url":
+            if str(self.spec).lower().startswith("rtsp"):
+                # Interleaved TCP: no UDP ports to open, no lost packets on a busy link.
+                os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
             # Bounded open/read waits, so a dead stream becomes a retry, not a hang.
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
             cap = cv2.VideoCapture(str(self.spec), cv2.CAP_FFMPEG, params)
@@ -95,6 +109,8 @@ class OpenCVSource:
             cap = cv2.VideoCapture(str(self.spec))
         if not cap.isOpened():
             cap.release()
+            if self.kind == "file":
+                raise SourceError(f"{self.spec} is not a readable video (it cannot be decoded)")
             raise SourceError(f"cannot open {self.name}")
         if self.live:
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
@@ -244,6 +260,19 @@ class Picamera2Source:
             self._cam = None
 
 
+def probe_file(src: OpenCVSource) -> None:
+    """A video file must open and yield a frame now: one that cannot is bad input, not retried."""
+    try:
+        src.open()
+        got = src.read()
+    except SourceError as e:
+        raise BadInput(str(e)) from None
+    finally:
+        src.close()
+    if got is None:
+        raise BadInput(f"{src.spec} holds no decodable video frame")
+
+
 def make_source(
     spec: str,
     size: tuple[int, int],
@@ -254,8 +283,9 @@ def make_source(
     """Resolve a --source string into an adapter; reject specs that can never work.
 
     `size` is the model input (width, height), used to configure cameras.
-    A missing regular path is bad input (a typo); a missing /dev node or an
-    unreachable URL is a device that may come back, so it is retried.
+    A missing regular path, or a file that is not a decodable video, is bad
+    input (a typo, a corrupt file); a missing /dev node or an unreachable URL
+    is a device that may come back, so it is retried.
     """
     spec = str(spec).strip()
     if not spec:
@@ -278,7 +308,9 @@ def make_source(
     if p.is_file():
         if not os.access(p, os.R_OK):
             raise BadInput(f"source {spec} is not readable")
-        return OpenCVSource(str(p), "file", loop=loop)
+        src = OpenCVSource(str(p), "file", loop=loop)
+        probe_file(src)
+        return src
     raise BadInput(
         f"source {spec!r} is not a camera index, /dev/videoN, picamera2, URL, video file or image folder"
     )
