@@ -58,7 +58,7 @@ def prepare_data(name: str, manifest: Manifest, limit: int | None, out: Path) ->
         raise BadInput(
             f"dataset {name!r} has {ds.num_classes} classes but the model has {len(manifest.labels)}"
         )
-    x, y = ds.adapted(tuple(manifest.input.shape)).split("test")
+    x, y = ds.adapted(tuple(manifest.input.shape), manifest.input.resize).split("test")
     if limit is not None and limit < len(y):
         x, y = x[:limit], y[:limit]
     np.savez(out, x=x, y=y.astype(np.int64))

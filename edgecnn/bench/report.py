@@ -72,9 +72,18 @@ def headline(rows: list[dict[str, Any]]) -> str:
     return f"measured on {r['device']} ({where}), one process per artifact"
 
 
+EST_MS_NOTE = (
+    "est_ms: what the {device} profile's estimate (per-layer MACs x calibrated throughput, "
+    "as --estimate prints) predicts for ms, shown beside the measurement to check the estimate"
+)
+
+
 def render(rows: list[dict[str, Any]], several_models: bool = False) -> str:
     table, cols = table_rows(rows, several_models)
-    return headline(rows) + "\n" + format_table(table, cols)
+    text = headline(rows) + "\n" + format_table(table, cols)
+    if "est_ms" in cols and any(r.get("estimate_ms") is not None for r in rows):
+        text += "\n" + EST_MS_NOTE.format(device=rows[0].get("device"))
+    return text
 
 
 def check_gates(rows: list[dict[str, Any]], min_accuracy: float | None = None) -> None:

@@ -337,7 +337,7 @@ class Handler(BaseHTTPRequestHandler):
                     jpeg = self.app.jpeg_cache.get(
                         res.seq,
                         lambda r=res, f=fps: annotate(
-                            r.frame, r.top_k, f, r.model, self.app.threshold
+                            r.frame, r.top_k, f, r.model, self.app.threshold, self.app.opts.overlay
                         ),
                     )
                 head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"

@@ -95,6 +95,7 @@ def load_model(
     backend: str = "auto",
     artifact: str | None = None,
     threads: int | None = None,
+    resize: str | None = None,
 ) -> Loaded:
     """Load and self-check a model; raises BadInput with a one-line reason."""
     from edgecnn.runtime import Runner
@@ -103,7 +104,7 @@ def load_model(
     if not p.exists():
         raise BadInput(f"model {path} does not exist")
     signature = model_signature(p)
-    runner = Runner(str(p), backend=backend, threads=threads, artifact=artifact)
+    runner = Runner(str(p), backend=backend, threads=threads, artifact=artifact, resize=resize)
     try:
         spec = runner.input_spec
         shape = tuple(int(v) for v in spec.shape)
@@ -165,13 +166,15 @@ class ModelHolder:
         backend: str = "auto",
         artifact: str | None = None,
         threads: int | None = None,
+        resize: str | None = None,
     ):
         self.path = str(path)
+        self.resize = resize
         self.backend = backend
         self.artifact = artifact
         self.threads = threads
         self._reload_lock = threading.Lock()
-        self.current: Loaded = load_model(self.path, backend, artifact, threads)
+        self.current: Loaded = load_model(self.path, backend, artifact, threads, resize)
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.last_reload_error: str | None = None
@@ -191,7 +194,7 @@ class ModelHolder:
             old = self.current
             log.info("reloading model from %s (%s)", self.path, reason)
             try:
-                new = load_model(self.path, self.backend, self.artifact, self.threads)
+                new = load_model(self.path, self.backend, self.artifact, self.threads, self.resize)
             except EdgeCNNError as e:
                 self.reloads_failed += 1
                 self.last_reload_error = str(e)

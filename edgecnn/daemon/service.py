@@ -69,7 +69,9 @@ class Daemon:
         self.stream_slots = threading.BoundedSemaphore(max(1, opts.stream_clients))
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
-        self.holder = ModelHolder(opts.model, opts.backend, opts.artifact, opts.threads)
+        self.holder = ModelHolder(
+            opts.model, opts.backend, opts.artifact, opts.threads, opts.resize
+        )
         h, w, _ = self.holder.get().shape
         self.source = make_source(
             opts.source,

@@ -54,8 +54,8 @@ class Source(Protocol):
 def _cv2() -> Any:
     try:
         import cv2
-    except ImportError:  # pragma: no cover - opencv is in the device extra
-        raise BadInput("this source needs OpenCV: pip install 'edgecnn[device]'") from None
+    except ImportError:  # OpenCV is the video extra; a Picamera2-only device has none
+        raise BadInput("this source needs OpenCV: pip install 'edgecnn[video]'") from None
     return cv2
 
 
