@@ -27,7 +27,7 @@ from typing import Any
 
 from edgecnn.errors import BadInput, EdgeCNNError
 from edgecnn.fsutil import sha256_file
-from edgecnn.manifest import LABELS_NAME, MANIFEST_NAME, load_manifest
+from edgecnn.manifest import LABELS_NAME, MANIFEST_NAME
 
 DEFAULT_ROOT = "/opt/edgecnn"
 UNIT_NAME = "edgecnn.service"
@@ -91,15 +91,14 @@ def read_inventory(path: str | Path) -> list[str]:
 
 def make_bundle(build_dir: str | Path) -> Bundle:
     """Collect and check the build locally (before touching any device)."""
-    build = Path(build_dir)
-    if not build.is_dir():
-        raise BadInput(f"{build} is not a build directory")
-    manifest = load_manifest(build)
+    from edgecnn.runtime.runner import load_build
+
+    build, manifest = load_build(build_dir)
+    if not Path(build_dir).is_dir():
+        raise BadInput(f"deploy pushes a whole build: give its directory ({build}), not a file")
     files: dict[str, Path] = {MANIFEST_NAME: build / MANIFEST_NAME}
     if (build / LABELS_NAME).is_file():
         files[LABELS_NAME] = build / LABELS_NAME
-    if not manifest.artifacts:
-        raise BadInput(f"{build / MANIFEST_NAME} lists no artifacts")
     sums: dict[str, str] = {}
     for art in manifest.artifacts:
         rel = art.path

@@ -317,6 +317,7 @@ def _fit_phases(
 ) -> tuple[Any, list[dict], list[float]]:
     """Build and fit (then, for transfer backbones, fine-tune); (last model, history, epoch times)."""
     from edgecnn.zoo import build_model, load_keras_model
+    from edgecnn.zoo.io import canonical_keras
 
     with _strategy(cfg.strategy).scope():
         model = build_model(cfg.arch, shape, data.num_classes, **_model_options(cfg))
@@ -335,6 +336,7 @@ def _fit_phases(
         times += more_t
     if not ckpt.exists():  # no epoch improved on nothing: keep the final weights
         model.save(ckpt)
+    canonical_keras(ckpt)  # the same seed gives the same bytes (no save date inside)
     return model, rows, times
 
 

@@ -101,7 +101,11 @@ def table(rows: list[dict]) -> str:
     for a, b, aug in keys:
         sel = [r for r in rows if (r["train_on"], r["evaluate_on"], r["augment"]) == (a, b, aug)]
         own, other = (np.array([r[k] for r in sel]) for k in ("own_test", "other_source"))
-        pm = (lambda v: f"{v.mean():.1%} ± {v.std():.1%}") if len(sel) > 1 else (lambda v: f"{v.mean():.1%}")
+        pm = (
+            (lambda v: f"{v.mean():.1%} ± {v.std():.1%}")
+            if len(sel) > 1
+            else (lambda v: f"{v.mean():.1%}")
+        )
         lines.append(
             f"| {a} | {b} (all {sel[0]['other_images']}) | {'camera' if aug else 'none'} | "
             f"{pm(own)} | {pm(other)} |"

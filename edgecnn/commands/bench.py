@@ -98,7 +98,8 @@ def command(
 
     Prints format, precision, status, size, accuracy (with --data), latency
     (mean, p50, p99, std), FPS, init and first-inference times and peak memory,
-    and writes a latency histogram PNG. With --device naming another machine and
+    saves them as BUILD/bench_<device>.json, and writes a latency histogram PNG (when
+    matplotlib is installed). With --device naming another machine and
     no --host, prints a clearly labelled estimate from per-layer MACs instead.
 
     \b
@@ -120,5 +121,9 @@ def command(
     out = summarize(rows, first if first.is_dir() else first.parent, Path(plot) if plot else None,
                     draw=not no_plot, several_models=len(models) > 1)  # fmt: skip
     clean = [{k: v for k, v in r.items() if k != "latencies_ms"} for r in rows]
-    emit({"results": clean, "histogram": out["histogram"]}, as_json, out["text"])
+    emit(
+        {"results": clean, "histogram": out["histogram"], "saved": out["results"]},
+        as_json,
+        out["text"],
+    )
     check_gates(rows, min_accuracy)

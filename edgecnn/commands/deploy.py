@@ -23,7 +23,7 @@ Each device gets <root>/models/versions/<version> (sha256 checked on the
 device) and <root>/models/current flipped to it atomically; a running
 daemon reloads. Exit 0: every host done; 1: some host failed; 2: bad input.""",
 )
-@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.argument("build_dir", type=click.Path())
 @click.option(
     "--host", "hosts", multiple=True, help="USER@ADDR[:PORT]; repeat for several devices."
 )

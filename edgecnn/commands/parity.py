@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -12,7 +11,7 @@ from edgecnn.errors import CheckFailed
 
 
 @click.command("parity")
-@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.argument("build_dir", type=click.Path())
 @click.option(
     "--data",
     "data_name",
@@ -98,8 +97,9 @@ def command(
     Thresholds(max_drop, min_agreement).check()  # before TensorFlow loads
     if limit is not None and limit < 1:
         raise BadInput(f"--limit must be positive, got {limit}")
-    if not Path(build_dir).is_dir():
-        raise BadInput(f"build directory {build_dir} does not exist")
+    from edgecnn.parity import check_build
+
+    check_build(build_dir)  # a training dir or a .keras: say so, and to convert it first
     # TensorFlow loads only for the float reference (parity.reference_predict), after the
     # manifest, sha256 and dataset checks: bad input fails fast.
 

@@ -69,6 +69,7 @@ class OpenCVSource:
     def __init__(
         self, spec: str | int, kind: str, loop: bool = False, size: tuple[int, int] | None = None
     ):
+        _cv2()  # no OpenCV (a Picamera2-only install): bad input at start, not endless retries
         self.spec = spec
         self.kind = kind  # "camera" | "url" | "file"
         self.loop = loop

@@ -26,6 +26,7 @@ int8 has two routes; the default is "qdq":
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -158,15 +159,48 @@ def check_int8_method(method: str) -> str:
 
 
 def set_metadata(path: str | os.PathLike, props: dict[str, str]) -> None:
-    """Write `metadata_props` (labels and key manifest fields) into the ONNX file in place."""
+    """Write `metadata_props` (labels and key manifest fields) into the ONNX file in place, in
+    canonical form: tf2onnx may list the same initializers in another order on each run, so
+    they are sorted by name and the same model always gives the same bytes."""
     import onnx
 
     model = onnx.load(str(path))
     existing = {p.key: p.value for p in model.metadata_props}
     existing.update({k: str(v) for k, v in props.items()})
-    onnx.helper.set_model_props(model, existing)
+    onnx.helper.set_model_props(model, dict(sorted(existing.items())))
     model.producer_name = "edgecnn"
+    canonical_initializers(model.graph)
     onnx.save(model, str(path))
+
+
+def canonical_initializers(graph: Any) -> None:
+    """Initializers in a canonical form: tf2onnx folds equal constants into one and keeps an
+    arbitrary one of their names (`const_starts__23` or `const_axes__25`), and lists them in
+    another order on each run. Its anonymous constants are renamed after their content (equal
+    ones merged), and all initializers sorted by name: neither carries meaning in ONNX."""
+    import hashlib
+
+    renamed: dict[str, str] = {}
+    for t in graph.initializer:
+        if re.fullmatch(r"const_\w*__\d+|Const__\d+", t.name):
+            anonymous = type(t)()
+            anonymous.CopyFrom(t)
+            anonymous.name = ""
+            digest = hashlib.sha256(anonymous.SerializeToString(deterministic=True)).hexdigest()
+            renamed[t.name] = f"const_{digest[:16]}"
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+    unique: dict[str, Any] = {}
+    for t in graph.initializer:
+        name = renamed.get(t.name, t.name)
+        if name not in unique:
+            unique[name] = type(t)()
+            unique[name].CopyFrom(t)
+            unique[name].name = name
+    del graph.initializer[:]
+    graph.initializer.extend(unique[name] for name in sorted(unique))
 
 
 def nodes_for_layers(float_onnx: str | os.PathLike, layers: list[str]) -> list[str]:

@@ -11,17 +11,16 @@ import numpy as np
 
 from edgecnn.data import Dataset, load_dataset
 from edgecnn.errors import BadInput
-from edgecnn.manifest import MANIFEST_NAME, Manifest, load_manifest
+from edgecnn.manifest import Manifest
 
 
 def check_build(build_dir: str | os.PathLike) -> tuple[Path, Manifest]:
     """(build dir, manifest) after checking the reference and every artifact against its sha256."""
-    build = Path(build_dir)
-    if not build.is_dir():
-        raise BadInput(f"build directory {build} does not exist")
-    manifest = load_manifest(build)
-    if not manifest.artifacts:
-        raise BadInput(f"{build / MANIFEST_NAME} lists no artifacts")
+    from edgecnn.runtime.runner import load_build
+
+    build, manifest = load_build(build_dir)
+    if not Path(build_dir).is_dir():
+        raise BadInput(f"parity checks a whole build: give its directory ({build}), not a file")
     manifest.verify_reference(build)
     for art in manifest.artifacts:
         manifest.verify(build, art)

@@ -46,10 +46,31 @@ def _not_a_build(build: Path) -> str:
     """Why a directory with a manifest but no artifacts is not a build, and what to run."""
     if (build / "model.keras").is_file():
         return (
-            f"{build} is a training directory (model.keras, no artifacts); convert it first: "
+            f"{build} is a training directory (a model.keras, no artifacts), not a build; "
+            "convert it first: "
             f"edgecnn convert {build} --data DATA --out BUILD_DIR"
         )
     return f"{build / MANIFEST_NAME} lists no artifacts; build them with edgecnn convert"
+
+
+def load_build(path: str | os.PathLike) -> tuple[Path, Manifest]:
+    """(build dir, manifest) for a path that must be a build; a Keras model or a training
+    directory given instead gets an error that says what it is and to convert it first."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"{p} does not exist")
+    if p.is_file() and p.suffix in (".keras", ".h5"):
+        raise BadInput(
+            f"{p} is a Keras model, not a build; convert it first: "
+            f"edgecnn convert {p} --data DATA --out BUILD_DIR"
+        )
+    build = p if p.is_dir() else p.parent
+    if not (build / MANIFEST_NAME).is_file() and (build / "model.keras").is_file():
+        raise BadInput(_not_a_build(build))
+    manifest = load_manifest(build)
+    if not manifest.artifacts:
+        raise BadInput(_not_a_build(build))
+    return build, manifest
 
 
 def resolve(
@@ -57,17 +78,7 @@ def resolve(
 ) -> tuple[Path, Manifest, Artifact]:
     """(build dir, manifest, artifact) for a build dir, a manifest or an artifact file."""
     p = Path(path)
-    if not p.exists():
-        raise BadInput(f"{p} does not exist")
-    build = p if p.is_dir() else p.parent
-    if p.is_file() and p.suffix == ".keras":
-        raise BadInput(
-            f"{p} is a Keras model, not a build; convert it first: "
-            f"edgecnn convert {p} --data DATA --out BUILD_DIR"
-        )
-    manifest = load_manifest(build)
-    if not manifest.artifacts:
-        raise BadInput(_not_a_build(build))
+    build, manifest = load_build(p)
     if p.is_dir() or p.name == MANIFEST_NAME:
         return build, manifest, formats.select_artifact(manifest.artifacts, artifact)
     art = manifest.by_path(p)
