@@ -143,10 +143,26 @@ def blocked_cli(blocked: list[str], *args: str) -> subprocess.CompletedProcess:
         (["prometheus_client"], ["serve", "--model", "{build}", "--source", "{video}"], "device"),
         (["cv2"], ["serve", "--model", "{build}", "--source", "{video}", "--port", "0"], "video"),
         (["onnxruntime"], ["predict", "{build}", "{png}", "--artifact", "int8.onnx"], "onnx"),
-        (["paho"], ["serve", "--model", "{build}", "--source", "{video}", "--mqtt-host",
-                    "127.0.0.1", "--port", "0"], "device"),  # fmt: skip
-        (["tensorflow"], ["convert", "{build}/model.keras", "--data", "digits", "--out", "{tmp}/o"],
-         "train"),  # fmt: skip
+        (
+            ["paho"],
+            [
+                "serve",
+                "--model",
+                "{build}",
+                "--source",
+                "{video}",
+                "--mqtt-host",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ],
+            "device",
+        ),  # fmt: skip
+        (
+            ["tensorflow"],
+            ["convert", "{build}/model.keras", "--data", "digits", "--out", "{tmp}/o"],
+            "train",
+        ),  # fmt: skip
     ],
 )
 def test_a_missing_optional_package_is_one_line_naming_its_extra(
@@ -158,7 +174,12 @@ def test_a_missing_optional_package_is_one_line_naming_its_extra(
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
     video = tmp_path / "video.mp4"
     video.write_bytes(b"\0" * 64)  # never decoded: the missing package is found first
-    subst = {"{build}": str(build), "{png}": str(png), "{video}": str(video), "{tmp}": str(tmp_path)}
+    subst = {
+        "{build}": str(build),
+        "{png}": str(png),
+        "{video}": str(video),
+        "{tmp}": str(tmp_path),
+    }
     filled = [a for a in args]
     for k, v in subst.items():
         filled = [a.replace(k, v) for a in filled]
@@ -223,7 +244,9 @@ def test_macs_agree_between_tflite_and_onnx_and_between_venvs(build):
     with_onnx = json.loads(run_cli(*args).stdout)["results"][0]["macs"]
     no_onnx = blocked_cli(["onnx"], *args)
     assert no_onnx.returncode == 0, no_onnx.stderr
-    assert json.loads(no_onnx.stdout)["results"][0]["macs"] == with_onnx == totals["model_int8.onnx"]
+    assert (
+        json.loads(no_onnx.stdout)["results"][0]["macs"] == with_onnx == totals["model_int8.onnx"]
+    )
 
 
 def test_predict_does_not_list_zero_score_classes(build, tmp_path):

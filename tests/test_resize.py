@@ -140,8 +140,9 @@ def test_serve_resize_overrides_the_manifest_and_warns_on_stretch(build, video43
     default, _ = serve_log(build, video, tmp_path)  # the manifest's mode: stretch
     assert [p["top_k"][0]["index"] for p in sorted(default, key=lambda p: p["pos"])] == [
         p["top_k"][0]["index"]
-        for p in sorted(serve_log(build, video, tmp_path, "--resize", "stretch")[0],
-                        key=lambda p: p["pos"])  # fmt: skip
+        for p in sorted(
+            serve_log(build, video, tmp_path, "--resize", "stretch")[0], key=lambda p: p["pos"]
+        )  # fmt: skip
     ]
     print("4:3 video accuracy per resize mode:", results)
 
