@@ -188,3 +188,24 @@ def test_overlay_draws_with_pillow_alone():
     assert plain.min() == 255 and drawn[:40, :100].mean() < 160
     assert encode_jpeg(annotate(img, top, 1.0, {}))[:2] == b"\xff\xd8"
     assert placeholder_jpeg("source reconnecting")[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize("mode", RESIZE_MODES)
+def test_training_fits_its_images_by_the_recipes_mode(mode, digits_data):
+    """Real digits on 4:3 frames (black side bars) reach the model as the manifest will say."""
+    from edgecnn.data import Dataset, adapt_images
+    from edgecnn.train import TrainConfig, _load_data
+
+    def wide(x: np.ndarray) -> np.ndarray:
+        return np.pad(x, ((0, 0), (0, 0), (2, 2), (0, 0)))  # 8x8 -> 8x12, a 3:2 frame
+
+    d = digits_data
+    ds = Dataset("digits", d.class_names, wide(d.x_train), d.y_train, wide(d.x_val), d.y_val,
+                 wide(d.x_test), d.y_test)  # fmt: skip
+    cfg = TrainConfig(arch="cnn_mnist", data="digits", input_size=28, resize=mode)
+    fitted, shape = _load_data(cfg, ds)
+    assert shape == (28, 28, 1)
+    assert np.array_equal(fitted.x_train, adapt_images(ds.x_train, shape, mode))
+    others = [m for m in RESIZE_MODES if m != mode]
+    for other in others:
+        assert not np.array_equal(fitted.x_train[:50], adapt_images(ds.x_train[:50], shape, other))
