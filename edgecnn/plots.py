@@ -16,7 +16,7 @@ def can_plot() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,8 +25,28 @@ def _pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 90) -> Path:
+    """Render to memory, then write atomically (a plot is complete or absent) and close."""
+    import io
+
+    from edgecnn.errors import BadInput
+    from edgecnn.fsutil import atomic_write_bytes
+
+    out = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    if not out.parent.is_dir():
+        raise BadInput(f"cannot write {out}: directory {out.parent} does not exist")
+    try:
+        atomic_write_bytes(out, buf.getvalue())
+    except OSError as e:
+        raise BadInput(f"cannot write {out}: {e.strerror or e}") from None
+    return out
+
+
 def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     x = np.arange(1, len(rows) + 1)
     for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
@@ -40,8 +60,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str = "") -> 
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
@@ -56,7 +75,7 @@ MAX_PLOTTED_CLASSES = 40
 def plot_confusion(
     y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], path: Path, title: str = ""
 ) -> np.ndarray:
-    plt = _pyplot()
+    plt = pyplot()
     cm = confusion_matrix(y_true, y_pred, len(labels))
     full = cm
     if len(labels) > MAX_PLOTTED_CLASSES:  # e.g. ImageNet-1k: plot the classes that occur
@@ -78,6 +97,5 @@ def plot_confusion(
                         color="white" if cm[i, j] > top / 2 else "black", fontsize=8)  # fmt: skip
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path)
     return full

@@ -7,7 +7,6 @@ backbone's input and the backbone up to the wanted layers.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,19 +15,10 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInput
-from edgecnn.fsutil import atomic_write_bytes
+from edgecnn.plots import pyplot, save_figure
 
 MAX_FILTERS = 64
 MAX_MAPS = 16
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _conv_types() -> tuple[type, ...]:
@@ -59,22 +49,6 @@ def _qualified(chain: tuple[Any, ...], layer: Any) -> str:
     return "/".join([*(c.name for c in chain), layer.name])
 
 
-def _save(fig: Any, path: str | os.PathLike) -> Path:
-    plt = _pyplot()
-    out = Path(path)
-    if not out.parent.is_dir():
-        plt.close(fig)
-        raise BadInput(f"cannot write {out}: directory {out.parent} does not exist")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    try:
-        atomic_write_bytes(out, buf.getvalue())
-    except OSError as e:
-        raise BadInput(f"cannot write {out}: {e.strerror or e}") from None
-    return out
-
-
 def _unit(a: np.ndarray) -> np.ndarray:
     lo, hi = float(a.min()), float(a.max())
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
@@ -102,7 +76,7 @@ def plot_filters(model: Any, path: str | os.PathLike) -> dict[str, Any]:
     shown = tiles[:MAX_FILTERS]
     cols = min(8, len(shown))
     rows = (len(shown) + cols - 1) // cols
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1 + 0.5), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -112,7 +86,7 @@ def plot_filters(model: Any, path: str | os.PathLike) -> dict[str, Any]:
     fig.suptitle(
         f"{name}: {len(shown)} of {len(tiles)} filters, kernel {kh}x{kw}x{cin}", fontsize=9
     )
-    out = _save(fig, path)
+    out = save_figure(fig, path)
     return {
         "layer": name,
         "kernel_shape": [kh, kw, cin, cout],
@@ -182,7 +156,7 @@ def plot_feature_maps(
         raise BadInput(f"feature maps need a fixed image input, model takes {shape}")
     image = load_image(image_path, shape)  # type: ignore[arg-type]
     maps = feature_maps(model, image, n_layers)
-    plt = _pyplot()
+    plt = pyplot()
     cols = MAX_MAPS
     fig, axes = plt.subplots(
         len(maps) + 1, cols, figsize=(cols * 0.9, (len(maps) + 1) * 1.1 + 0.4), squeeze=False
@@ -200,5 +174,5 @@ def plot_feature_maps(
         axes[row, 0].set_title(name, fontsize=7, loc="left")
         info.append({"layer": name, "shape": list(fmap.shape), "drawn": channels})
     fig.suptitle(f"feature maps: {Path(image_path).name}", fontsize=9)
-    out = _save(fig, path)
+    out = save_figure(fig, path)
     return {"image": str(image_path), "layers": info, "path": str(out)}

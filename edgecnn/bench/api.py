@@ -103,9 +103,11 @@ def _row(
     return row
 
 
-def _safe_estimate(build: Path, art: Artifact, manifest: Manifest, dev: Device) -> dict[str, Any]:
+def _safe_estimate(
+    build: Path, art: Artifact, manifest: Manifest, dev: Device, o: BenchOptions
+) -> dict[str, Any]:
     try:
-        return estimate_artifact(build, art, manifest, dev)
+        return estimate_artifact(build, art, manifest, dev, o.threads, o.profile)
     except BadInput as e:
         return {"error": str(e), "kind": "bad_input"}
 
@@ -123,17 +125,36 @@ def _measure(
         ]
 
 
+ESTIMATE_FIELDS = (
+    "estimate_ms",
+    "macs",
+    "basis",
+    "estimate_error",
+    "estimate_source",
+    "heaviest_layers",
+)
+
+
 def _with_estimates(
-    rows: list[dict[str, Any]], build: Path, manifest: Manifest, arts: list[Artifact], dev: Device
+    rows: list[dict[str, Any]],
+    build: Path,
+    manifest: Manifest,
+    arts: list[Artifact],
+    dev: Device,
+    o: BenchOptions,
 ) -> None:
-    """Measured rows also carry the estimate for the same device and its error."""
+    """Measured rows also carry the estimate for the same device, what it stands on, and how
+    far it was from this measurement: that is how a user (and CI) sees whether the model holds."""
+    from edgecnn.runtime.sysinfo import disturbances
+
     for a, row in zip(arts, rows, strict=True):
-        if row["status"] == "ok":
-            est = _safe_estimate(build, a, manifest, dev)
-            if "estimate_ms" in est:
-                row["estimate_ms"] = est["estimate_ms"]
-                row["estimate_error_pct"] = 100.0 * (est["estimate_ms"] - row["ms"]) / row["ms"]
-                row["macs"] = est["macs"]
+        if row["status"] != "ok":
+            continue
+        row["disturbances"] = disturbances(row.get("system") or {})
+        est = _safe_estimate(build, a, manifest, dev, o)
+        if "estimate_ms" in est:
+            row.update({k: est[k] for k in ESTIMATE_FIELDS if k in est})
+            row["estimate_error_pct"] = 100.0 * (est["estimate_ms"] - row["p50_ms"]) / row["p50_ms"]
 
 
 def bench_build(
@@ -154,8 +175,8 @@ def bench_build(
     arts = [one] if one is not None else select_artifacts(build, manifest, o.artifacts)
     mode = "ssh" if o.host else ("estimate" if o.estimate or not runs_here(dev) else "local")
     if mode == "estimate":
-        return [_row(a, dev, mode, _safe_estimate(build, a, manifest, dev), name) for a in arts]
+        return [_row(a, dev, mode, _safe_estimate(build, a, manifest, dev, o), name) for a in arts]
     results = _measure(build, manifest, arts, dev, o)
     rows = [_row(a, dev, mode, r, name) for a, r in zip(arts, results, strict=True)]
-    _with_estimates(rows, build, manifest, arts, dev)
+    _with_estimates(rows, build, manifest, arts, dev, o)
     return rows

@@ -1,8 +1,10 @@
-"""Latency estimates from per-layer MACs and a device's calibrated throughput.
+"""Latency estimates for a device from its profile, each saying what it stands on.
 
-For a device we cannot reach: sum over layers of (MACs / effective MAC/s + per-op
-overhead), plus a fixed per-invoke cost. The figures and their public sources
-are in `edgecnn.bench.devices`. Always labelled an estimate in the output.
+The artifact's operators (edgecnn.runtime.opgraph) go through the device profile's kernel
+model for the artifact's format, precision and thread count (edgecnn.bench.profiles).
+An Edge TPU device runs only int8 TFLite-family models on its TPU; anything else is
+estimated on its host CPU's profile. Every estimate carries its basis (measured or
+published, when, how) and the model's error on data it did not see.
 """
 
 from __future__ import annotations
@@ -10,77 +12,73 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgecnn.bench.devices import DEVICES, FLOAT_FACTOR, Device
+from edgecnn.bench.devices import DEVICES, Device, runs_here
+from edgecnn.bench.latency_model import breakdown
+from edgecnn.bench.profiles import Profile, profile_for
 from edgecnn.errors import BadInput
 from edgecnn.manifest import Artifact, Manifest
 from edgecnn.runtime.formats import get_format
 from edgecnn.runtime.macs import MissingReader
+from edgecnn.runtime.opgraph import FREE, Op
 
 
-def artifact_layers(build_dir: Path, art: Artifact, manifest: Manifest) -> list[dict[str, Any]]:
-    """Per-layer MACs from the artifact; when its optional reader is not installed (ONNX
-    without `onnx`), from a sibling artifact, else from the manifest's model.cost."""
+def artifact_ops(build_dir: Path, art: Artifact, manifest: Manifest) -> list[Op]:
+    """The artifact's operators; when its optional reader is not installed (ONNX without
+    `onnx`), a sibling artifact's (the same network in another format)."""
     try:
-        return get_format(art.format).layers(manifest.verify(build_dir, art))
+        return get_format(art.format).ops(manifest.verify(build_dir, art))
     except MissingReader:
         pass
     for other in manifest.artifacts:
-        if other.format != art.format and other.file(build_dir).is_file():
+        if (
+            other.format != art.format
+            and other.precision == art.precision
+            and other.file(build_dir).is_file()
+        ):
             try:
-                return get_format(other.format).layers(manifest.verify(build_dir, other))
+                return get_format(other.format).ops(manifest.verify(build_dir, other))
             except MissingReader:
                 continue
-    macs = manifest.model_field("cost").get("macs")
-    if not macs:
-        raise BadInput(
-            f"cannot count the MACs of {art.name}: install onnx, or convert with model.cost"
+    raise BadInput(f"cannot read the operators of {art.name}: install onnx (pip install onnx)")
+
+
+def _target(device: Device, art: Artifact) -> tuple[Device, str]:
+    """The device that runs the artifact, and a note when it is not the one asked for."""
+    if device.edgetpu and not (art.precision == "int8" and get_format(art.format).tpu_ready_int8):
+        cpu = DEVICES[device.cpu_fallback or "pi4"]
+        return (
+            cpu,
+            f"not Edge TPU-compatible ({art.format} {art.precision}): on the CPU of {cpu.description}",
         )
-    return [{"op": "model", "macs": int(macs), "output": []}]
+    return device, ""
 
 
-def estimate_latency(
-    layers: list[dict[str, Any]], precision: str, fmt: str, device: Device
+def estimate_ops(
+    ops: list[Op], art: Artifact, device: Device, threads: int | None, profile: Profile
 ) -> dict[str, Any]:
-    """Estimated ms per inference of a model with these layers on `device`."""
-    basis = device
-    note = f"calibrated on: {device.anchor_source}"
-    int8 = precision == "int8"
-    if device.edgetpu and not (int8 and get_format(fmt).tpu_ready_int8):
-        # The Edge TPU runs only full-int8 TFLite; anything else runs on the CPU beside it.
-        basis = DEVICES[device.cpu_fallback or "pi4"]
-        note = f"not Edge TPU-compatible ({fmt} {precision}): CPU of {basis.description}; {basis.anchor_source}"
-    rate = basis.int8_macs_per_s()
-    if not int8:
-        rate /= FLOAT_FACTOR
-    ms = basis.fixed_ms
-    rows = []
-    for layer in layers:
-        t = layer["macs"] / rate * 1000.0 + basis.op_us / 1000.0
-        ms += t
-        rows.append({**layer, "est_ms": t})
-    total_macs = sum(layer["macs"] for layer in layers)
-    heavy = sorted(rows, key=lambda r: -r["est_ms"])[:5]
+    model, key, note = profile.model_for(art.format, art.precision, threads or device.threads)
+    ms = model.predict_ops(ops)
     return {
         "estimate_ms": ms,
         "estimate_fps": 1000.0 / ms if ms > 0 else None,
-        "macs": int(total_macs),
-        "ops": len(layers),
-        "gmacs_per_s": rate / 1e9,
-        "basis": note,
-        "heaviest_layers": [
-            {
-                "op": r["op"],
-                "macs": r["macs"],
-                "est_ms": round(r["est_ms"], 4),
-                "output": r["output"],
-            }
-            for r in heavy
-        ],
+        "macs": int(sum(op.macs for op in ops)),
+        "ops": sum(1 for op in ops if op.kind != FREE),
+        "basis": profile.basis + f" [{key}]" + (f"; {note}" if note else ""),
+        "estimate_error": profile.error_text(key),
+        "estimate_source": profile.source,
+        "heaviest_layers": breakdown(model, ops) if hasattr(model, "coef") else [],
     }
 
 
 def estimate_artifact(
-    build_dir: Path, art: Artifact, manifest: Manifest, device: Device
-) -> dict[str, Any]:
-    layers = artifact_layers(build_dir, art, manifest)
-    return estimate_latency(layers, art.precision, art.format, device)
+    build_dir: Path, art: Artifact, manifest: Manifest, device: Device, threads: int | None = None,
+    profile_path: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    target, note = _target(device, art)
+    profile = profile_for(
+        target.name, runs_here(target), profile_path if target is device else None
+    )
+    est = estimate_ops(artifact_ops(build_dir, art, manifest), art, target, threads, profile)
+    if note:
+        est["basis"] = f"{note}; {est['basis']}"
+    return est

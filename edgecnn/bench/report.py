@@ -41,11 +41,12 @@ def table_rows(
                 first_ms=r.get("first_ms"),
                 RSS_MB=r.get("peak_rss_mb"),
                 est_ms=r.get("estimate_ms"),
+                est_err=None
+                if r.get("estimate_error_pct") is None
+                else f"{r['estimate_error_pct']:+.0f}%",
             )
         else:
-            row.update(
-                MMACs=(r.get("macs") or 0) / 1e6 if r.get("macs") else None, basis=r.get("basis")
-            )
+            row.update(MMACs=(r.get("macs") or 0) / 1e6 if r.get("macs") else None)
         if r.get("status") == "failed":
             row["error"] = r.get("error")
         out.append(row)
@@ -58,32 +59,54 @@ def table_rows(
     return out, cols
 
 
+def _bases(rows: list[dict[str, Any]]) -> list[str]:
+    """What the estimates stand on and how wrong they can be, one line per distinct basis."""
+    seen: dict[str, str] = {}
+    for r in rows:
+        if r.get("basis"):
+            seen.setdefault(r["basis"], r.get("estimate_error") or "")
+    return [f"  {basis}: {err}" if err else f"  {basis}" for basis, err in seen.items()]
+
+
 def headline(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     r = rows[0]
-    mode = r.get("mode")
-    if mode == "estimate":
-        return (
-            f"ESTIMATE for {r['device']} (not measured): per-layer MACs x calibrated device throughput, "
-            "see edgecnn/bench/devices.py for the sources"
+    if r.get("mode") == "estimate":
+        return "\n".join(
+            [f"ESTIMATE for {r['device']} (not measured), from its latency profile:", *_bases(rows)]
         )
     where = r.get("remote") or "this machine"
-    return f"measured on {r['device']} ({where}), one process per artifact"
+    lines = [
+        f"measured on {r['device']} ({where}), one process per artifact; ms is the mean, p50 the median"
+    ]
+    if any(x.get("estimate_ms") for x in rows):
+        lines.append(
+            "est_ms: the device profile's estimate; est_err: its error against the measured p50"
+        )
+        lines += _bases(rows)
+    for d in sorted({d for x in rows for d in x.get("disturbances") or []}):
+        lines.append(f"  warning: {d}")
+    return "\n".join(lines)
 
 
-EST_MS_NOTE = (
-    "est_ms: what the {device} profile's estimate (per-layer MACs x calibrated throughput, "
-    "as --estimate prints) predicts for ms, shown beside the measurement to check the estimate"
-)
+def frame_table(rows: list[dict[str, Any]]) -> str:
+    """The frame-to-answer stages (median ms), one row per artifact that timed them."""
+    timed = [r for r in rows if r.get("frame_ms")]
+    if not timed:
+        return ""
+    stages = list(timed[0]["frame_ms"])
+    table = [
+        {"artifact": Path(r["artifact"]).name, **{k: r["frame_ms"][k] for k in stages}}
+        for r in timed
+    ]
+    return "frame to answer (median ms per stage):\n" + format_table(table, ["artifact", *stages])
 
 
 def render(rows: list[dict[str, Any]], several_models: bool = False) -> str:
     table, cols = table_rows(rows, several_models)
-    text = headline(rows) + "\n" + format_table(table, cols)
-    if "est_ms" in cols and any(r.get("estimate_ms") is not None for r in rows):
-        text += "\n" + EST_MS_NOTE.format(device=rows[0].get("device"))
-    return text
+    parts = [headline(rows), format_table(table, cols), frame_table(rows)]
+    return "\n".join(p for p in parts if p)
 
 
 def check_gates(rows: list[dict[str, Any]], min_accuracy: float | None = None) -> None:
@@ -112,13 +135,11 @@ def plot_histogram(rows: list[dict[str, Any]], path: str | Path, title: str = ""
     measured = [r for r in rows if r.get("latencies_ms")]
     if not measured or not can_plot():
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from edgecnn.fsutil import atomic_write_bytes
+    from edgecnn.plots import pyplot, save_figure
+
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     all_ms = np.concatenate([np.asarray(r["latencies_ms"]) for r in measured])
@@ -135,14 +156,7 @@ def plot_histogram(rows: list[dict[str, Any]], path: str | Path, title: str = ""
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_figure(fig, path)
 
 
 def summarize(

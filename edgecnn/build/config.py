@@ -10,6 +10,7 @@ from edgecnn.export import DIRECT_FORMATS
 from edgecnn.export.onnx import check_int8_method
 from edgecnn.optimize.prune import check_sparsity
 from edgecnn.optimize.quantize import MIN_CALIB_SAMPLES, check_io_dtype
+from edgecnn.optimize.structured import IMPORTANCES
 from edgecnn.runtime.formats import parse_formats, parse_precisions
 
 DEFAULT_PRECISIONS = ("float32", "int8")
@@ -19,8 +20,13 @@ DEFAULT_FORMATS = ("tflite", "onnx")
 @dataclass
 class BuildConfig:
     prune: float | None = None  # unstructured sparsity in [0, 1): a smaller gzipped download
-    prune_filters: float | None = None  # fraction of conv filters to remove: a faster model
-    filter_multiple: int = 1
+    prune_filters: float | None = (
+        None  # fraction of channels to remove (structured): a faster model
+    )
+    filter_multiple: int = 8  # kept channels are a multiple of this
+    prune_importance: str = "l1"
+    prune_steps: int = 1  # prune, fine-tune, repeat
+    prune_plan: dict[str, float] = field(default_factory=dict)  # layer -> its group's ratio
     fine_tune_epochs: int = 3
     precisions: list[str] = field(default_factory=lambda: list(DEFAULT_PRECISIONS))
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
@@ -47,6 +53,14 @@ class BuildConfig:
             )
         if self.filter_multiple < 1:
             raise BadInput(f"filter multiple must be >= 1, got {self.filter_multiple}")
+        if self.prune_importance not in IMPORTANCES:
+            raise BadInput(
+                f"unknown pruning importance {self.prune_importance!r}; choose from {', '.join(IMPORTANCES)}"
+            )
+        if self.prune_steps < 1:
+            raise BadInput(f"pruning steps must be >= 1, got {self.prune_steps}")
+        for layer, r in self.prune_plan.items():
+            check_sparsity(r, f"pruning ratio of {layer}")
         if self.fine_tune_epochs < 0:
             raise BadInput(f"fine-tune epochs must be >= 0, got {self.fine_tune_epochs}")
         if self.calib_samples < MIN_CALIB_SAMPLES:
@@ -62,7 +76,7 @@ class BuildConfig:
 
     @property
     def prunes(self) -> bool:
-        return bool(self.prune or self.prune_filters)
+        return bool(self.prune or self.prune_filters or self.prune_plan)
 
     @classmethod
     def from_recipe(cls, recipe: Any) -> BuildConfig:
@@ -70,7 +84,8 @@ class BuildConfig:
         c = recipe["convert"]
         return cls(
             prune=c.get("prune"), prune_filters=c.get("prune_filters"),
-            filter_multiple=int(c.get("filter_multiple", 1)),
+            filter_multiple=int(c.get("filter_multiple", 8)), prune_importance=c.get("prune_importance", "l1"),
+            prune_steps=int(c.get("prune_steps", 1)), prune_plan=dict(c.get("prune_plan") or {}),
             fine_tune_epochs=int(c.get("fine_tune_epochs", 2)),
             precisions=list(c.get("precision", DEFAULT_PRECISIONS)),
             formats=list(c.get("formats", DEFAULT_FORMATS)),

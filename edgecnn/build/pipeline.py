@@ -73,15 +73,9 @@ def convert_model(
             keras_accuracy(reference, bd.x_eval, bd.y_eval) if pruning else before["accuracy"]
         )
         manifest = start_manifest(src, bd)
-        record_build(
-            manifest,
-            src,
-            tmp / REFERENCE_NAME,
-            cfg,
-            bd,
-            (before["accuracy"], after["accuracy"]),
-            after,
-        )
+        steps = (pruning.get("filters") or {}).get("steps")
+        accuracy = (before["accuracy"], after["accuracy"])
+        record_build(manifest, src, tmp / REFERENCE_NAME, cfg, bd, accuracy, after, steps)
         job = ExportJob(reference, bd.calib, tmp, cfg.io_dtype, cfg.onnx_int8, static_batch=cfg.edgetpu,
                         metadata=embedded_metadata(manifest))  # fmt: skip
         rows, skipped = export_artifacts(

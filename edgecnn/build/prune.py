@@ -43,19 +43,29 @@ def _validation(ds: Dataset) -> tuple[np.ndarray, np.ndarray] | None:
 def _filters(
     model: Any, ds: Dataset, cfg: BuildConfig, x_eval: np.ndarray, y_eval: np.ndarray, say: Say
 ) -> tuple[Any, dict[str, Any]]:
-    from edgecnn.optimize.filters import prune_filters
-    from edgecnn.optimize.prune import compile_for_finetune
+    """Structured pruning of channel groups (edgecnn.optimize.structured), fine-tuned after
+    each step unless magnitude pruning follows (it fine-tunes itself)."""
+    from edgecnn.optimize.structured import FineTune, prune_iteratively
 
-    say(f"filter pruning {cfg.prune_filters:.0%}")
-    thin, plan = prune_filters(model, cfg.prune_filters, multiple=cfg.filter_multiple)
-    report = {"fraction": cfg.prune_filters, "multiple": cfg.filter_multiple, **plan.summary()}
-    report["accuracy_before_finetune"] = keras_accuracy(thin, x_eval, y_eval)
-    if cfg.fine_tune_epochs > 0 and not cfg.prune:
-        trainable_for_finetune(thin)
-        compile_for_finetune(thin, cfg.learning_rate)
-        thin.fit(ds.x_train.astype(np.float32), ds.y_train, epochs=cfg.fine_tune_epochs,
-                 batch_size=cfg.batch_size, validation_data=_validation(ds), verbose=0)  # fmt: skip
+    epochs = cfg.fine_tune_epochs if not cfg.prune else 0
+    ft = FineTune(
+        ds.x_train, ds.y_train, _validation(ds), epochs, cfg.learning_rate, cfg.batch_size
+    )
+    thin, steps = prune_iteratively(
+        model, cfg.prune_filters or 0.0, ft, steps=cfg.prune_steps, multiple=cfg.filter_multiple,
+        importance=cfg.prune_importance, per_layer=cfg.prune_plan, say=say,
+    )  # fmt: skip
+    report = {"fraction": cfg.prune_filters, "multiple": cfg.filter_multiple, "importance": cfg.prune_importance,
+              "steps": steps, "pruned_layers": _channel_counts(thin), "skipped_layers": steps[0]["left_alone"]}  # fmt: skip
+    report["accuracy_after_finetune" if epochs else "accuracy_before_finetune"] = keras_accuracy(
+        thin, x_eval, y_eval
+    )
     return thin, report
+
+
+def _channel_counts(model: Any) -> dict[str, int]:
+    return {lay.name: int(getattr(lay, "filters", None) or lay.units) for lay in model.layers
+            if type(lay).__name__ in ("Conv2D", "Dense", "SeparableConv2D")}  # fmt: skip
 
 
 def _magnitude(model: Any, ds: Dataset, cfg: BuildConfig, say: Say) -> dict[str, Any]:
@@ -85,7 +95,7 @@ def prune_step(
         return model, {}
     reference = _copy(model, cfg.seed)
     report: dict[str, Any] = {}
-    if cfg.prune_filters:
+    if cfg.prune_filters or cfg.prune_plan:
         reference, report["filters"] = _filters(reference, ds, cfg, x_eval, y_eval, say)
     if cfg.prune:
         report["magnitude"] = _magnitude(reference, ds, cfg, say)

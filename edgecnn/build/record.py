@@ -35,7 +35,7 @@ def start_manifest(src: Source, data: BuildData) -> Manifest:
 
 def record_build(
     m: Manifest, src: Source, ref_path: Path, cfg: BuildConfig, data: BuildData,
-    accuracy: tuple[float, float], built: dict[str, Any],
+    accuracy: tuple[float, float], built: dict[str, Any], pruning_plan: Any = None,
 ) -> None:  # fmt: skip
     """The source model, the optimization settings and the built model's cost."""
     original = src.path
@@ -49,6 +49,7 @@ def record_build(
         "prune": cfg.prune or None,
         "prune_filters": cfg.prune_filters or None,
         "filter_multiple": cfg.filter_multiple if cfg.prune_filters else None,
+        "pruning": pruning_plan,
         "fine_tune_epochs": cfg.fine_tune_epochs if cfg.prunes else 0,
         "calibration": {
             "samples": int(len(data.calib)),

@@ -41,9 +41,12 @@ def _summary_table(report: dict[str, Any]) -> str:
         ]
         parts.append(format_table(mag["layers"], ["layer", "type", "weights", "zeros", "sparsity"]))
     if "filters" in pruning:
-        kept = pruning["filters"]["pruned_layers"]
+        steps = pruning["filters"]["steps"]
+        groups = sum(len(s["groups"]) for s in steps)
         skipped = pruning["filters"]["skipped_layers"]
-        parts += ["", f"filter pruning: {len(kept)} conv layers thinned, {len(skipped)} left alone"]
+        parts += ["", f"structured pruning: {groups} channel groups thinned in {len(steps)} step(s), "
+                  f"{len(skipped)} layer(s) left alone"]  # fmt: skip
+        parts += [f"  left alone: {name}: {why}" for name, why in list(skipped.items())[:5]]
     for note in report.get("skipped", []):
         parts.append(f"skipped: {note}")
     tpu = report.get("edgetpu")
@@ -66,6 +69,24 @@ def _summary_table(report: dict[str, Any]) -> str:
             )
     parts += ["", f"build: {report['out']}"]
     return "\n".join(parts)
+
+
+def _read_plan(path: str | None) -> dict[str, float]:
+    """--prune-plan: a JSON object of layer name -> ratio."""
+    import json
+    from pathlib import Path
+
+    from edgecnn.errors import BadInput
+
+    if not path:
+        return {}
+    try:
+        plan = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(f"cannot read the pruning plan {path}: {e}") from None
+    if not isinstance(plan, dict) or not all(isinstance(v, (int, float)) for v in plan.values()):
+        raise BadInput(f"pruning plan {path} must be a JSON object of layer name -> ratio")
+    return {str(k): float(v) for k, v in plan.items()}
 
 
 @click.command("convert")
@@ -92,14 +113,35 @@ def _summary_table(report: dict[str, Any]) -> str:
     "--prune-filters",
     type=float,
     default=None,
-    help="Fraction of conv filters to remove by L1 norm, e.g. 0.5 (makes the model faster).",
+    help="Fraction of channels to remove from every prunable channel group (structured: residual "
+    "chains, depthwise and dense layers included), e.g. 0.5 (makes the model faster).",
 )
 @click.option(
     "--filter-multiple",
     type=int,
+    default=8,
+    show_default=True,
+    help="Round kept channels up to a multiple of this (XNNPACK and the Edge TPU work in blocks of 8).",
+)
+@click.option(
+    "--prune-importance",
+    type=click.Choice(["l1", "l2", "bn", "taylor"]),
+    default="l1",
+    show_default=True,
+    help="Which channels go: weight norm, BatchNorm scale, or first-order Taylor.",
+)
+@click.option(
+    "--prune-steps",
+    type=int,
     default=1,
     show_default=True,
-    help="Round kept filters up to a multiple of this (8 suits int8 kernels).",
+    help="Prune, fine-tune, repeat this many times.",
+)
+@click.option(
+    "--prune-plan",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON {layer: ratio} of per-group ratios (a layer names its group).",
 )
 @click.option(
     "--fine-tune-epochs",
@@ -162,6 +204,9 @@ def command(
     prune: float | None,
     prune_filters: float | None,
     filter_multiple: int,
+    prune_importance: str,
+    prune_steps: int,
+    prune_plan: str | None,
     fine_tune_epochs: int,
     precisions: str,
     formats: str,
@@ -194,6 +239,7 @@ def command(
 
     cfg = BuildConfig(
         prune=prune, prune_filters=prune_filters, filter_multiple=filter_multiple,
+        prune_importance=prune_importance, prune_steps=prune_steps, prune_plan=_read_plan(prune_plan),
         fine_tune_epochs=fine_tune_epochs, precisions=precisions, formats=formats,
         calib_samples=calib_samples, io_dtype=io_dtype, edgetpu=edgetpu, onnx_int8=onnx_int8,
         eval_samples=eval_samples, seed=seed,

@@ -90,6 +90,20 @@ def _table(report: dict[str, Any]) -> str:
     show_default=True,
     help="How many conv layers --feature-maps draws.",
 )
+@click.option(
+    "--prune-scan",
+    is_flag=True,
+    help="Prune each channel group alone and report the accuracy drop.",
+)
+@click.option(
+    "--data", "data_name", default=None, help="Dataset for --prune-scan (its validation split)."
+)
+@click.option(
+    "--scan-ratios", default="0.25,0.5,0.75", show_default=True, help="Ratios --prune-scan tries."
+)
+@click.option(
+    "--scan-plot", type=click.Path(dir_okay=False), default=None, help="Bar chart PNG of the scan."
+)
 @handle_errors
 def command(
     model_path: str,
@@ -98,6 +112,10 @@ def command(
     maps_png: str | None,
     image: str | None,
     n_layers: int,
+    prune_scan: bool,
+    data_name: str | None,
+    scan_ratios: str,
+    scan_plot: str | None,
 ) -> None:
     """Print a model's layers with parameters and MACs; draw filters and feature maps.
 
@@ -125,6 +143,9 @@ def command(
         raise BadInput("--feature-maps needs --image FILE")
     if image and not maps_png:
         raise BadInput("--image is only used with --feature-maps PNG")
+    if prune_scan and not data_name:
+        raise BadInput("--prune-scan needs --data (its validation split is what the scan measures)")
+    ratios = _ratios(scan_ratios) if prune_scan else ()
     from edgecnn.modelfile import resolve_model_path
 
     path = resolve_model_path(model_path)  # before TensorFlow loads: typos fail fast
@@ -145,4 +166,49 @@ def command(
             report["feature_maps"] = visualize.plot_feature_maps(model, image, maps_png, n_layers)
         if filters_png:
             report["filters"] = visualize.plot_filters(model, filters_png)
-    emit(report, as_json, _table(report))
+    text = _table(report)
+    if prune_scan:
+        report["prune_scan"] = _scan(model, path, data_name, ratios, scan_plot, as_json)
+        text += "\n\n" + _scan_table(report["prune_scan"])
+    emit(report, as_json, text)
+
+
+def _ratios(text: str) -> tuple[float, ...]:
+    from edgecnn.optimize.structured import check_ratio
+
+    try:
+        return tuple(check_ratio(float(v)) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise BadInput(f"--scan-ratios must be numbers in [0, 1), got {text!r}") from None
+
+
+def _scan(
+    model: Any, path: Any, data_name: str, ratios: tuple[float, ...], plot: str | None, quiet: bool
+) -> dict[str, Any]:
+    from pathlib import Path
+
+    from edgecnn.data import load_dataset
+    from edgecnn.manifest import load_manifest
+    from edgecnn.optimize.sensitivity import plot_scan, sensitivity_scan
+
+    try:
+        split = load_manifest(Path(path).parent).split_args(data_name)
+    except BadInput:
+        split = {}
+    ds = load_dataset(data_name, **split).adapted(tuple(int(v) for v in model.inputs[0].shape[1:]))
+    x, y = (ds.x_val, ds.y_val) if len(ds.y_val) else (ds.x_test, ds.y_test)
+    say = None if quiet else (lambda m: click.echo(f"... {m}", err=True))
+    scan = sensitivity_scan(model, x, y, ratios, say=say)
+    scan["samples"] = int(len(y))
+    if plot:
+        scan["plot"] = str(plot_scan(scan, Path(plot)))
+    return scan
+
+
+def _scan_table(scan: dict[str, Any]) -> str:
+    cols = ["group", "producers", "channels", *[f"drop@{r:g}" for r in scan["ratios"]]]
+    lines = [f"pruning sensitivity: each group alone, no fine-tuning; drop = points of validation top-1 lost "
+             f"(base {scan['base']:.2%} on {scan['samples']} images)", format_table(scan["rows"], cols)]  # fmt: skip
+    if scan.get("plot"):
+        lines.append(f"plot: {scan['plot']}")
+    return "\n".join(lines)

@@ -166,8 +166,15 @@ def tflite_interpreter(
     return interp, backend
 
 
-def onnx_session(model: bytes, *, name: str = "model", threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session over `model`: the one place sessions are built."""
+def onnx_session(
+    model: bytes,
+    *,
+    name: str = "model",
+    threads: int | None = None,
+    profile_prefix: str | None = None,
+) -> Any:
+    """An ONNX Runtime CPU session over `model`: the one place sessions are built.
+    `profile_prefix` turns on ORT's per-node profiling (a JSON trace file with that prefix)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -177,6 +184,9 @@ def onnx_session(model: bytes, *, name: str = "model", threads: int | None = Non
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     try:
         return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception classes
@@ -234,7 +244,8 @@ class TFLiteBackend(Backend):
         _single_input(len(ins))
         _fixed_image_input(tflite_tensor_info(ins[0]).shape)
         try:
-            self.interp.allocate_tensors()
+            with native_info_filtered():  # XNNPACK announces itself when tensors are allocated
+                self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise BadInput(f"cannot load {name}: {_first_line(e)}") from None
         outs = self.interp.get_output_details()
@@ -287,6 +298,7 @@ def onnx_tensor_info(a: Any) -> TensorInfo:
 class OnnxBackend(Backend):
     def __init__(self, model: bytes, name: str = "model", threads: int | None = None) -> None:
         self.name = "onnxruntime"
+        self._model, self._threads = model, threads
         self.sess = onnx_session(model, name=name, threads=threads)
         ins = self.sess.get_inputs()
         _single_input(len(ins))
@@ -304,6 +316,25 @@ class OnnxBackend(Backend):
 
     def invoke(self) -> None:
         self.sess.run(None, {self._in_name: self._last})
+
+    def profile_nodes(self, x: np.ndarray, runs: int = 30) -> list[dict[str, Any]]:
+        """Mean time per graph node over `runs` invocations, slowest first (ORT profiling)."""
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="edgecnn-ortprof-") as tmp:
+            sess = onnx_session(self._model, threads=self._threads, profile_prefix=f"{tmp}/ort")
+            for _ in range(runs):
+                sess.run(None, {self._in_name: x})
+            events = json.loads(Path(sess.end_profiling()).read_text())
+        total: dict[str, list[Any]] = {}
+        for e in events:
+            if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+                node = e["name"][: -len("_kernel_time")]
+                entry = total.setdefault(node, [e.get("args", {}).get("op_name", "?"), 0.0])
+                entry[1] += float(e.get("dur", 0)) / 1000.0
+        rows = [{"node": n, "op": op, "ms": ms / runs} for n, (op, ms) in total.items()]
+        return sorted(rows, key=lambda r: -r["ms"])
 
     def close(self) -> None:
         self.sess = None

@@ -24,10 +24,12 @@ MODULE = "edgecnn.runtime.bench_worker"
 def worker_options(
     build: str, artifact: str, backend: str, threads: int | None, runs: int, warmup: int,
     data: str | None, warmup_min_s: float = 0.0, min_s: float = 0.0,
+    frame: tuple[int, int] | None = None, op_profile: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     return {
         "build": build, "artifact": artifact, "backend": backend, "threads": threads,
         "runs": runs, "warmup": warmup, "warmup_min_s": warmup_min_s, "min_s": min_s, "data": data,
+        "frame": list(frame) if frame else None, "op_profile": op_profile,
     }  # fmt: skip
 
 
@@ -77,6 +79,7 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from edgecnn.runtime import Runner
+    from edgecnn.runtime.sysinfo import system_state
     from edgecnn.runtime.timing import TimingPlan, time_calls
 
     import_s = time.perf_counter() - t_import
@@ -124,9 +127,64 @@ def measure(opts: dict[str, Any]) -> dict[str, Any]:
         probs = runner.predict_batch(x_data)
         result["accuracy"] = float((probs.argmax(1) == y_data).mean()) if len(y_data) else None
         result["accuracy_n"] = int(len(y_data))
+    if opts.get("frame"):
+        result["frame_ms"] = frame_stages(runner, tuple(opts["frame"]), sample)
+    if opts.get("op_profile"):
+        result["op_profile"] = op_profile(runner, x)
     result["peak_rss_mb"] = _peak_rss_mb()
+    result["system"] = system_state()
     runner.close()
     return result
+
+
+def _stage_ms(fn: Any) -> float:
+    from edgecnn.runtime.timing import TimingPlan, time_calls
+
+    return time_calls(fn, TimingPlan(warmup=5, runs=50, min_s=0.2)).p50_ms
+
+
+def frame_stages(runner: Any, frame: tuple[int, int], sample: Any) -> dict[str, float]:
+    """The frame-to-answer path, stage by stage (median ms): a W x H JPEG frame of the
+    sample decoded (as from an MJPEG camera or an upload), fitted to the model (resize /
+    crop and colour), quantized, invoked, dequantized and ranked."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from edgecnn.runtime.images import decode_image
+    from edgecnn.runtime.preprocess import dequantize, fit_image, top_k
+
+    rgb = np.repeat(sample, 3, axis=2) if sample.shape[2] == 1 else sample
+    buf = io.BytesIO()
+    Image.fromarray(rgb).resize(frame, Image.BILINEAR).save(buf, "JPEG", quality=90)
+    jpeg = buf.getvalue()
+    spec = runner.input_spec
+    img = decode_image(jpeg, mode="RGB")
+    fitted = fit_image(img, tuple(spec.shape), spec.color_order, spec.resize)
+    x = runner.to_model(fitted[None])
+    raw = runner.backend.run(x)
+    probs = dequantize(raw.reshape(1, -1), *runner._out_q)[0]
+    stages = {
+        "decode": _stage_ms(lambda: decode_image(jpeg, mode="RGB")),
+        "resize": _stage_ms(
+            lambda: fit_image(img, tuple(spec.shape), spec.color_order, spec.resize)
+        ),
+        "quantize": _stage_ms(lambda: runner.to_model(fitted[None])),
+        "invoke": _stage_ms(lambda: runner.backend.run(x)),
+        "dequantize": _stage_ms(lambda: dequantize(raw.reshape(1, -1), *runner._out_q)),
+        "top_k": _stage_ms(lambda: top_k(probs, runner.labels, 5)),
+    }
+    stages["total"] = sum(stages.values())
+    return stages
+
+
+def op_profile(runner: Any, x: Any) -> list[dict[str, Any]] | None:
+    """Per-node times where the backend can give them (ONNX Runtime's session profiling);
+    None for LiteRT, whose Python wheel exposes no op profiler (the host derives a per-op
+    breakdown from the device profile instead)."""
+    profile = getattr(runner.backend, "profile_nodes", None)
+    return profile(x) if profile else None
 
 
 def _error(e: Exception) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """`edgecnn inspect` on a converted artifact (.tflite, .onnx): no TensorFlow, no build needed.
 
-The format comes from the registry by file suffix; the per-op rows from its `ops` reader;
+The format comes from the registry by file suffix; the per-op rows from its `inspect_ops` reader;
 the input/output tensors (shape, dtype, quantization) as the manifest would record them.
 """
 
@@ -30,7 +30,7 @@ def inspect_artifact(path: str | os.PathLike) -> dict[str, Any]:
         raise BadInput(f"{p} does not exist")
     data = read_model_bytes(p)
     fmt.check(data, p.name)
-    ops = fmt.ops(data)
+    ops = fmt.inspect_ops(data)
     try:
         ins, outs = tensor_specs(fmt, data)
     except BadInput:  # no runtime for this format here (e.g. onnxruntime): ops still read

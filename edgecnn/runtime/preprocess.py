@@ -2,9 +2,10 @@
 
 Everything comes from the manifest (input shape, color order, pixel range) and
 the artifact's input quantization, so host and device cannot disagree about
-normalization. `edgecnn.data.adapt_images` fits training images with `fit_image` itself
-(Pillow bilinear, ITU-R 601-2 luma, the manifest's resize mode), so images seen in
-training and on the device are alike.
+normalization. Frames are fitted by the manifest's resize mode, resized by
+`edgecnn.runtime.resize` (antialiased) and converted to gray with ITU-R 601-2 luma;
+`edgecnn.data.adapt_images` fits training images with `fit_image` itself, so images seen
+in training and on the device are alike.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from edgecnn.errors import BadInput
 from edgecnn.manifest import RESIZE_MODES
+from edgecnn.runtime.resize import resize_frame
 
 LETTERBOX_FILL = 0  # black bars: the background of MNIST-like data, and what Edge Impulse pads
 Prediction = namedtuple("Prediction", ["index", "label", "score"])
@@ -60,22 +62,12 @@ def centre_crop(arr: np.ndarray, aspect: float) -> np.ndarray:
     return arr[(ih - ch) // 2 : (ih - ch) // 2 + ch]
 
 
-def _resize(arr: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Pillow bilinear, the same call for training images and camera frames."""
-    from PIL import Image
-
-    ic = arr.shape[2]
-    img = Image.fromarray(arr[..., 0] if ic == 1 else arr)
-    out = np.asarray(img.resize((w, h), Image.BILINEAR))
-    return out[..., None] if ic == 1 else out
-
-
 def letterbox(arr: np.ndarray, h: int, w: int, fill: int = LETTERBOX_FILL) -> np.ndarray:
     """The whole frame scaled to fit inside h x w (aspect kept), centred on `fill` padding."""
     ih, iw = arr.shape[:2]
     scale = min(h / ih, w / iw)
     nh, nw = max(1, min(h, round(ih * scale))), max(1, min(w, round(iw * scale)))
-    inner = arr if (nh, nw) == (ih, iw) else _resize(arr, nw, nh)
+    inner = resize_frame(arr, (nw, nh))
     out = np.full((h, w, arr.shape[2]), fill, dtype=np.uint8)
     top, left = (h - nh) // 2, (w - nw) // 2
     out[top : top + nh, left : left + nw] = inner
@@ -91,7 +83,7 @@ def aspect_mismatch(frame_hw: tuple[int, int], spec_hw: tuple[int, int], tol: fl
 def fit_image(
     arr: np.ndarray, shape: tuple[int, int, int], color_order: str = "RGB", resize: str = "stretch"
 ) -> np.ndarray:
-    """Resize (bilinear) and convert channels to the model's HxWxC.
+    """Resize (`edgecnn.runtime.resize`) and convert channels to the model's HxWxC.
 
     The three modes of `edgecnn.manifest.RESIZE_MODES` (Edge Impulse's squash / fit shortest /
     fit longest): "stretch" resizes the whole frame, squashing a 4:3 frame into a square
@@ -105,10 +97,7 @@ def fit_image(
     if arr.shape[:2] != (h, w):
         if resize == "crop":
             arr = centre_crop(arr, w / h)
-        if resize == "letterbox":
-            arr = letterbox(arr, h, w)
-        elif arr.shape[:2] != (h, w):
-            arr = _resize(arr, w, h)
+        arr = letterbox(arr, h, w) if resize == "letterbox" else resize_frame(arr, (w, h))
     ic = arr.shape[2]
     if ic == 1 and c == 3:
         arr = np.repeat(arr, 3, axis=-1)

@@ -1,0 +1,193 @@
+"""`edgecnn bench --calibrate`: measure the corpus on the target, fit its device profile.
+
+1. The corpus (edgecnn.bench.corpus) is generated and exported here, on the host.
+2. `edgecnn.runtime.corpus_worker` times every artifact at each thread count on the
+   target: this machine, or a device over SSH (with the device package copied along).
+3. One kernel model is fitted per (format, precision, threads) that ran completely; a
+   key with any failed artifact is left out of the profile, with the reason.
+4. The profile (and the raw measurements beside it) is written to the user's profile
+   directory or --profile, and later estimates for that device use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import astuple, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecnn.bench.latency_model import fit
+from edgecnn.bench.profiles import Profile, profile_dir, profile_key
+from edgecnn.errors import BadInput, CheckFailed
+from edgecnn.manifest import now_iso
+from edgecnn.runtime.corpus_worker import MARKER, MODULE
+from edgecnn.runtime.formats import FORMATS
+from edgecnn.runtime.opgraph import Op
+from edgecnn.versions import tool_versions
+
+Say = Callable[[str], None]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class CalibrationOptions:
+    device: str = "host"
+    host: str | None = None
+    out: str | None = None  # profile path (default: the user's profile directory)
+    corpus: str = "full"
+    threads: list[int] | None = None  # default: 1 and all of the target's cores
+    formats: tuple[str, ...] = ("tflite", "onnx")
+    precisions: tuple[str, ...] = ("float32", "int8")
+    known_hosts: str | None = None
+    identity: str | None = None
+    remote_python: str = "python3"
+    timeout: float = 7200.0
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_worker_lines(stdout: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line[len(MARKER) :]) for line in stdout.splitlines() if line.startswith(MARKER)
+    ]
+
+
+def _local(
+    corpus: Path, threads: list[int] | str, timeout: float
+) -> tuple[list[dict[str, Any]], str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    opts = {"dir": str(corpus), "threads": threads}
+    try:
+        p = subprocess.run([sys.executable, "-m", MODULE, json.dumps(opts)], capture_output=True, text=True,
+                           timeout=timeout, env=env)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise BadInput(f"calibration timed out after {timeout:g} s") from None
+    return parse_worker_lines(p.stdout), platform.machine()
+
+
+def _remote(
+    o: CalibrationOptions, corpus: Path, threads: list[int] | str
+) -> tuple[list[dict[str, Any]], str]:
+    from edgecnn.bench.ssh import device_files
+    from edgecnn.remote import Remote
+
+    remote = Remote(o.host or "", known_hosts=o.known_hosts, identity=o.identity)
+    remote.check()
+    files = {f"pkg/{rel}": PACKAGE_ROOT / rel for rel in device_files()}
+    files.update({f"corpus/{p.name}": p for p in corpus.iterdir() if p.is_file()})
+    tmp = remote.make_temp_dir("edgecnn-calibrate")
+    try:
+        remote.put_files(files, tmp)
+        q = shlex.quote
+        arch = remote.run("uname -m", check=False, timeout=60).stdout.decode().strip() or "unknown"
+        opts = json.dumps({"dir": f"{tmp}/corpus", "threads": threads})
+        cmd = f"cd {q(tmp)} && PYTHONPATH={q(tmp + '/pkg')} {q(o.remote_python)} -m {MODULE} {q(opts)}"
+        proc = remote.run(cmd, check=False, timeout=o.timeout)
+        return parse_worker_lines(proc.stdout.decode("utf-8", "replace")), arch
+    finally:
+        remote.remove_dir(tmp)
+
+
+def _attach_ops(results: list[dict[str, Any]], corpus_dir: Path) -> None:
+    """Each measured result gets its artifact's operators (kept with the raw measurements,
+    so a profile can be refitted later without the corpus)."""
+    cache: dict[str, list[list[Any]]] = {}
+    for r in results:
+        if "file" in r and "error" not in r:
+            if r["file"] not in cache:
+                ops = FORMATS[r["format"]].ops((corpus_dir / r["file"]).read_bytes())
+                cache[r["file"]] = [list(astuple(op)) for op in ops]
+            r["ops"] = cache[r["file"]]
+
+
+def samples_of(rows: list[dict[str, Any]]) -> list[tuple[list[Op], float, str]]:
+    """(operators, measured p50 ms, network) of measurement rows with their ops attached."""
+    return [([Op(*o) for o in r["ops"]], float(r["p50_ms"]), r["file"].split("_")[0]) for r in rows]
+
+
+def fit_profile(
+    results: list[dict[str, Any]], corpus_dir: Path
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(key -> fitted model, key -> why left out) from the worker's results."""
+    _attach_ops(results, corpus_dir)
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if "file" in r:
+            by_key.setdefault(profile_key(r["format"], r["precision"], r["threads"]), []).append(r)
+    models, failed = {}, {}
+    for key, rows in sorted(by_key.items()):
+        bad = [r for r in rows if "error" in r]
+        if bad:
+            failed[key] = (
+                f"{len(bad)} of {len(rows)} corpus models failed, e.g. {bad[0]['file']}: {bad[0]['error']}"
+            )
+            continue
+        models[key] = fit(samples_of(rows))
+    return models, failed
+
+
+def _expected(index: dict[str, Any], threads: list[int]) -> set[str]:
+    return {
+        profile_key(e["format"], e["precision"], t) for e in index["artifacts"] for t in threads
+    }
+
+
+def calibrate(o: CalibrationOptions, say: Say | None = None) -> dict[str, Any]:
+    """Measure, fit and save; returns a report (per-key errors, what failed, where saved)."""
+    from edgecnn.bench.corpus import export_corpus, net_specs
+
+    say = say or (lambda m: None)
+    if o.corpus not in ("full", "small"):
+        raise BadInput(f"unknown corpus {o.corpus!r}; choose full or small")
+    with tempfile.TemporaryDirectory(prefix="edgecnn-corpus-") as tmp:
+        corpus = Path(tmp)
+        say(f"building the {o.corpus} corpus (TFLite and ONNX, float32 and int8)")
+        export_corpus(net_specs(o.corpus, o.seed), corpus, o.formats, o.precisions, say)
+        index = json.loads((corpus / "corpus.json").read_text())
+        threads: list[int] | str = sorted(set(o.threads)) if o.threads else "auto"
+        say(f"measuring {len(index['artifacts'])} artifacts on {o.host or 'this machine'}")
+        results, arch = (
+            _remote(o, corpus, threads) if o.host else _local(corpus, threads, o.timeout)
+        )
+        events = {r.get("event"): r for r in results if "event" in r}
+        if "error" in events or "start" not in events:
+            why = events.get("error", {}).get("error", "the corpus worker printed nothing")
+            raise CheckFailed(f"calibration on {o.host or 'this machine'} failed: {why}")
+        say("fitting the kernel models")
+        models, failed = fit_profile(results, corpus)
+    seen = {profile_key(r["format"], r["precision"], r["threads"]) for r in results if "file" in r}
+    for key in sorted(_expected(index, events["start"]["threads"]) - seen):
+        failed[key] = "never measured (the worker stopped before it)"
+    return _save(o, models, failed, events, arch, results)
+
+
+def _save(o: CalibrationOptions, models: dict[str, Any], failed: dict[str, str], events: dict[str, Any],
+          arch: str, results: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    if not models:
+        raise CheckFailed(
+            "no part of the corpus ran completely: "
+            + "; ".join(f"{k}: {v}" for k, v in failed.items())
+        )
+    where = f"over SSH on {o.host}" if o.host else "on this machine"
+    system = events["start"].get("system", {})
+    prof = Profile(o.device, arch, "measured", f"{o.device} profile measured on {now_iso()[:10]} {where}",
+                   now_iso(), models, failed, system, tool_versions())  # fmt: skip
+    path = Path(o.out) if o.out else profile_dir() / f"{o.device}.json"
+    prof.save(path)
+    raw = path.with_suffix(".measurements.json")
+    raw.write_text(json.dumps([r for r in results if "file" in r]))
+    return {
+        "profile": str(path), "measurements": str(raw), "device": o.device, "arch": arch, "where": where,
+        "models": {k: {"tile": m.tile, "samples": m.samples, **m.cv} for k, m in models.items()},
+        "failed": failed, "system": system,
+    }  # fmt: skip
