@@ -121,7 +121,7 @@ def lean_install_benches_and_serves(venv: Path, build: Path, tmp_path: Path, img
     assert bench.returncode == 0, bench.stderr  # item 1: results first, the plot is optional
     assert "measured on host" in bench.stdout and "matplotlib is not installed" in bench.stdout
     saved = json.loads((mine / "bench_host.json").read_text())["results"]
-    assert saved[0]["status"] == "ok" and len(saved[0]["latencies_ms"]) == 20
+    assert saved[0]["status"] == "ok" and len(saved[0]["latencies_ms"]) >= 20  # and >= 1 s
     # No onnx package here: bench counts the ONNX artifact's MACs on its TFLite twin, and
     # gets what this (train) venv counts on the ONNX graph itself.
     from edgecnn.bench.estimate import artifact_ops

@@ -30,6 +30,10 @@ noise = 8.0
 precision = ["float32", "int8"]
 formats = ["tflite", "onnx"]
 calib_samples = 50
+[parity]
+# a two-epoch model: the test is about bytes and order, not this model's parity
+max_drop = 5.0
+min_agreement = 0.9
 [bench]
 runs = 20
 warmup = 2

@@ -76,6 +76,7 @@ def command(
     Examples:
       edgecnn train --arch cnn_mnist --data digits --epochs 10 --out runs/digits
       edgecnn train --recipe models/mnist5k_cnn.toml --out runs/mnist5k
+      edgecnn train --recipe models/mnist5k_cnn.toml --resize crop --out runs/m5k-crop
       edgecnn train --arch efficientnet_lite0 --weights imagenet --data mnist5k \\
           --input-size 96 --epochs 5 --out runs/effl0
     """
