@@ -160,8 +160,7 @@ def check_int8_method(method: str) -> str:
 
 def set_metadata(path: str | os.PathLike, props: dict[str, str]) -> None:
     """Write `metadata_props` (labels and key manifest fields) into the ONNX file in place, in
-    canonical form: tf2onnx may list the same initializers in another order on each run, so
-    they are sorted by name and the same model always gives the same bytes."""
+    canonical form (`canonical_graph`): the same model always gives the same bytes."""
     import onnx
 
     model = onnx.load(str(path))
@@ -169,29 +168,37 @@ def set_metadata(path: str | os.PathLike, props: dict[str, str]) -> None:
     existing.update({k: str(v) for k, v in props.items()})
     onnx.helper.set_model_props(model, dict(sorted(existing.items())))
     model.producer_name = "edgecnn"
-    canonical_initializers(model.graph)
+    canonical_graph(model.graph)
     onnx.save(model, str(path))
 
 
-def canonical_initializers(graph: Any) -> None:
-    """Initializers in a canonical form: tf2onnx folds equal constants into one and keeps an
-    arbitrary one of their names (`const_starts__23` or `const_axes__25`), and lists them in
-    another order on each run. Its anonymous constants are renamed after their content (equal
-    ones merged), and all initializers sorted by name: neither carries meaning in ONNX."""
-    import hashlib
+GENERATED = re.compile(r"(.*?)__\d+(:\d+)?")  # tf2onnx's counter-numbered names: Transpose__36:0
 
-    renamed: dict[str, str] = {}
-    for t in graph.initializer:
-        if re.fullmatch(r"const_\w*__\d+|Const__\d+", t.name):
-            anonymous = type(t)()
-            anonymous.CopyFrom(t)
-            anonymous.name = ""
-            digest = hashlib.sha256(anonymous.SerializeToString(deterministic=True)).hexdigest()
-            renamed[t.name] = f"const_{digest[:16]}"
+
+def canonical_graph(graph: Any) -> None:
+    """The graph in a canonical form, so the same model always gives the same bytes.
+
+    tf2onnx numbers the names it makes from a global counter (`Transpose__36`, or `__34` on
+    another run), folds equal constants into one under an arbitrary one of their names
+    (`const_starts__23` or `const_axes__25`) and lists initializers in another order each
+    time. Generated constants are renamed after their content (equal ones merged), generated
+    nodes and values after their position in the graph, and initializers sorted by name:
+    none of these names carries meaning in ONNX."""
+    renamed = _content_names(graph)
+    nodes = 0
+    for i, node in enumerate(graph.node):
+        if m := GENERATED.fullmatch(node.name):
+            node.name = f"{m.group(1)}__n{i}"
+        for out in node.output:
+            if (m := GENERATED.fullmatch(out)) and out not in renamed:
+                renamed[out] = f"{m.group(1)}__v{nodes}{m.group(2) or ''}"
+                nodes += 1
     for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in renamed:
-                node.input[i] = renamed[name]
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                field[i] = renamed.get(name, name)
+    for value in (*graph.value_info, *graph.input, *graph.output):
+        value.name = renamed.get(value.name, value.name)
     unique: dict[str, Any] = {}
     for t in graph.initializer:
         name = renamed.get(t.name, t.name)
@@ -201,6 +208,21 @@ def canonical_initializers(graph: Any) -> None:
             unique[name].name = name
     del graph.initializer[:]
     graph.initializer.extend(unique[name] for name in sorted(unique))
+
+
+def _content_names(graph: Any) -> dict[str, str]:
+    """Generated initializer name -> a name from its content (equal constants, one name)."""
+    import hashlib
+
+    renamed: dict[str, str] = {}
+    for t in graph.initializer:
+        if GENERATED.fullmatch(t.name):
+            anonymous = type(t)()
+            anonymous.CopyFrom(t)
+            anonymous.name = ""
+            digest = hashlib.sha256(anonymous.SerializeToString(deterministic=True)).hexdigest()
+            renamed[t.name] = f"const_{digest[:16]}"
+    return renamed
 
 
 def nodes_for_layers(float_onnx: str | os.PathLike, layers: list[str]) -> list[str]:
