@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Install the edgecnn camera daemon on Raspberry Pi OS (Bookworm, 64-bit recommended).
 #
-#   sudo ./install-rpi.sh [--deploy-user pi] [--pip-spec 'edgecnn[device]'] [--no-service]
+#   sudo ./install-rpi.sh [--deploy-user pi] [--pip-spec './edgecnn-0.1.0-py3-none-any.whl[device]'] [--no-service]
+#
+# edgecnn is not on PyPI: build its wheel in the checkout (python -m pip wheel --no-deps
+# --no-build-isolation . -w dist) and copy it next to this script; without --pip-spec the
+# newest edgecnn-*.whl here is installed with [device]. (`edgecnn deploy --install-runtime`
+# pushes and installs the wheel from your computer instead, for later updates too.)
 #
 # What it does:
 #   - apt: python3-venv, python3-picamera2 (the Pi camera stack; from apt, not pip)
 #   - a system user `edgecnn` in the `video` group (camera access), no login shell
 #   - a venv in /opt/edgecnn/venv (with system site-packages so picamera2 imports)
-#     and `pip install edgecnn[device]` into it (LiteRT, ONNX Runtime, OpenCV, MQTT, Prometheus)
+#     and the wheel with [device] into it (LiteRT, aiohttp, MQTT, Prometheus; add ,video for
+#     OpenCV cameras and files, ,onnx for ONNX artifacts)
 #   - /opt/edgecnn/models owned by the deploy user (group edgecnn, which the deploy user
 #     joins), so `edgecnn deploy` needs no root and the service can read what it deploys
 #   - /etc/edgecnn/edgecnn.toml (example config, kept if present) and the systemd unit
@@ -16,12 +22,12 @@ set -euo pipefail
 
 ROOT=/opt/edgecnn
 CONF_DIR=/etc/edgecnn
-PIP_SPEC="edgecnn[device]"
+PIP_SPEC=""
 DEPLOY_USER="${SUDO_USER:-pi}"
 SERVICE=1
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -34,6 +40,15 @@ while [ $# -gt 0 ]; do
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+
+if [ -z "$PIP_SPEC" ]; then
+  WHEEL="$(ls -1t "$(dirname "$0")"/edgecnn-*.whl 2>/dev/null | head -n 1 || true)"
+  if [ -z "$WHEEL" ]; then
+    echo "error: no edgecnn-*.whl next to $0 and no --pip-spec; build one: python -m pip wheel --no-deps --no-build-isolation . -w dist" >&2
+    exit 2
+  fi
+  PIP_SPEC="$(cd "$(dirname "$WHEEL")" && pwd)/$(basename "$WHEEL")[device]"
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: run as root (sudo $0)" >&2

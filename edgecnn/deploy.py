@@ -22,6 +22,7 @@ import hashlib
 import re
 import secrets
 import shlex
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,7 @@ from typing import Any
 
 from edgecnn.errors import BadInput, EdgeCNNError
 from edgecnn.fsutil import sha256_file
-from edgecnn.manifest import LABELS_NAME, MANIFEST_NAME, load_manifest
+from edgecnn.manifest import LABELS_NAME, MANIFEST_NAME
 
 DEFAULT_ROOT = "/opt/edgecnn"
 UNIT_NAME = "edgecnn.service"
@@ -51,6 +52,12 @@ class DeployOptions:
     connect_timeout: float = 10.0
     timeout: float = 300.0
     service_group: str = "edgecnn"  # the group the service runs as (device/edgecnn.service)
+    # Push edgecnn itself too (a wheel of this checkout, or `wheel`), pip-installed with
+    # `extras` into <root>/venv on the device, made with `python` if it is not there yet.
+    install_runtime: bool = False
+    wheel: str | None = None
+    extras: str = "device"
+    python: str = "python3"
 
 
 @dataclass
@@ -73,6 +80,7 @@ class HostResult:
     files: int = 0
     bytes: int = 0
     service: str = "-"
+    runtime: str = "-"
     seconds: float = 0.0
     error: str = ""
     steps: list[str] = field(default_factory=list)
@@ -96,15 +104,14 @@ def read_inventory(path: str | Path) -> list[str]:
 
 def make_bundle(build_dir: str | Path) -> Bundle:
     """Collect and check the build locally (before touching any device)."""
-    build = Path(build_dir)
-    if not build.is_dir():
-        raise BadInput(f"{build} is not a build directory")
-    manifest = load_manifest(build)
+    from edgecnn.runtime.runner import load_build
+
+    build, manifest = load_build(build_dir)
+    if not Path(build_dir).is_dir():
+        raise BadInput(f"deploy pushes a whole build: give its directory ({build}), not a file")
     files: dict[str, Path] = {MANIFEST_NAME: build / MANIFEST_NAME}
     if (build / LABELS_NAME).is_file():
         files[LABELS_NAME] = build / LABELS_NAME
-    if not manifest.artifacts:
-        raise BadInput(f"{build / MANIFEST_NAME} lists no artifacts")
     sums: dict[str, str] = {}
     for art in manifest.artifacts:
         rel = art.path
@@ -151,11 +158,13 @@ def _sums_file(bundle: Bundle) -> bytes:
 
 SERVICE_STAGE = ".edgecnn-service"
 INCOMING_PREFIX = ".incoming-"
+RUNTIME_STAGE = ".edgecnn-runtime"
 # Exit codes of the device-side script, so a failure names its step.
 _STEP_CODES = {
     10: "sha256 check on the device",
     11: "switching the current symlink",
     12: "installing the service",
+    13: "installing the runtime (pip install of the edgecnn wheel)",
 }
 
 
@@ -208,6 +217,7 @@ def device_script(bundle: Bundle, incoming: str, opts: DeployOptions) -> str:
         'S=""; [ "$(id -u)" = 0 ] || S="sudo -n"',
         f"cd {q(incoming)} || exit 10",
         f"sha256sum -c --strict --quiet {SUMS_NAME} >&2 || {{ cd /; rm -rf {q(incoming)}; exit 10; }}",
+        *(_runtime_lines(incoming, opts) if opts.install_runtime else []),
         f"cd {q(models)} && mkdir -p versions || exit 11",
         *readable_lines(incoming, opts.service_group),
         *stale_incoming_lines(incoming),
@@ -246,6 +256,48 @@ def device_script(bundle: Bundle, incoming: str, opts: DeployOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _runtime_lines(incoming: str, opts: DeployOptions) -> list[str]:
+    """Install the pushed wheel into <root>/venv (made if missing), before `current` moves, so
+    a daemon restarted on the new model also runs the new runtime."""
+    q = shlex.quote
+    venv = f"{opts.root.rstrip('/')}/venv"
+    wheel = f"{incoming}/{RUNTIME_STAGE}/{Path(opts.wheel or '').name}"
+    spec = f"{wheel}[{opts.extras}]" if opts.extras else wheel
+    return [
+        f"[ -x {q(venv)}/bin/python ] || $S {q(opts.python)} -m venv --system-site-packages "
+        f"{q(venv)} >&2 || exit 13",
+        f"$S {q(venv)}/bin/python -m pip install -q --disable-pip-version-check {q(spec)} >&2 "
+        "|| exit 13",
+        f"rm -rf {q(incoming)}/{RUNTIME_STAGE}",
+        'echo "runtime=$('
+        + f"{q(venv)}/bin/python -m pip show edgecnn"
+        + ' | sed -n "s/^Version: //p")"',
+    ]
+
+
+def build_wheel(out_dir: str | Path) -> Path:
+    """A wheel of the edgecnn this process runs, built from its source checkout (pip wheel)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise BadInput(
+            f"--install-runtime builds a wheel from a source checkout, and {root} is not one; "
+            "give --wheel FILE (python -m pip wheel --no-deps . -w dist, in the checkout)"
+        )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         str(root), "-w", str(out_dir)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    wheels = sorted(Path(out_dir).glob("edgecnn-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr.strip().splitlines() or ["no wheel written"])[-1]
+        raise EdgeCNNError(f"building the edgecnn wheel failed: {tail}")
+    return wheels[-1]
+
+
 def deploy_host(bundle: Bundle, host: str, opts: DeployOptions) -> HostResult:
     """Deploy to one device in two SSH round trips; every failure ends up in the row."""
     from edgecnn.remote import Remote
@@ -267,6 +319,8 @@ def deploy_host(bundle: Bundle, host: str, opts: DeployOptions) -> HostResult:
         if opts.service:
             payload[f"{SERVICE_STAGE}/{UNIT_NAME}"] = unit_text(opts.root, opts.config_dir).encode()
             payload[f"{SERVICE_STAGE}/edgecnn.toml"] = config_text(opts.root).encode()
+        if opts.install_runtime and opts.wheel:
+            payload[f"{RUNTIME_STAGE}/{Path(opts.wheel).name}"] = Path(opts.wheel)
         remote.put_files(payload, incoming, timeout=opts.timeout)  # connects; strict host keys
         res.files, res.bytes = len(bundle.files), bundle.size
         res.steps.append("copied")
@@ -282,6 +336,7 @@ def deploy_host(bundle: Bundle, host: str, opts: DeployOptions) -> HostResult:
             raise BadInput(f"symlink flip failed on the device: current -> {out.get('current')!r}")
         res.steps.append("switched")
         res.service = out.get("service", "-")
+        res.runtime = out.get("runtime", "-") or "-"
         res.status = "ok"
     except EdgeCNNError as e:
         res.error = str(e)
@@ -300,5 +355,20 @@ def deploy(
     bundle = make_bundle(build_dir)
     seen: set[str] = set()
     unique = [h for h in hosts if not (h in seen or seen.add(h))]
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(unique)))) as pool:
-        return list(pool.map(lambda h: deploy_host(bundle, h, opts), unique))
+    with tempfile.TemporaryDirectory(prefix="edgecnn-wheel-") as tmp:
+        if opts.install_runtime:
+            opts = _with_wheel(opts, tmp)
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(unique)))) as pool:
+            return list(pool.map(lambda h: deploy_host(bundle, h, opts), unique))
+
+
+def _with_wheel(opts: DeployOptions, tmp: str) -> DeployOptions:
+    """The options with the wheel to push: the one given (checked), else one built now."""
+    import dataclasses
+
+    if opts.wheel:
+        w = Path(opts.wheel)
+        if not (w.is_file() and w.name.startswith("edgecnn-") and w.suffix == ".whl"):
+            raise BadInput(f"--wheel {w} is not an edgecnn wheel file (edgecnn-*.whl)")
+        return opts
+    return dataclasses.replace(opts, wheel=str(build_wheel(tmp)))

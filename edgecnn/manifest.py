@@ -9,7 +9,7 @@
         "labels": [str, ...],
         "input": {"shape": [H, W, C], "layout": "NHWC", "dtype": "float32",
                   "color_order": "RGB" | "GRAY", "pixel_range": [0, 255],
-                  "resize": "stretch" | "crop"},
+                  "resize": "stretch" | "crop" | "letterbox"},
         "source": {"path": "model.keras", "sha256": str},
         "data": {...provenance...}, "training": {...provenance...},
         "cost": {"macs": int, "params": int}   (per image; edgecnn.zoo.cost.manifest_cost)
@@ -50,7 +50,7 @@ SCHEMA = "edgecnn.manifest/1"
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.txt"
 REFERENCE_NAME = "model.keras"
-RESIZE_MODES = ("stretch", "crop")
+RESIZE_MODES = ("stretch", "crop", "letterbox")
 SPLIT_KEYS = ("seed", "val_split", "test_split", "limit_train")
 
 
@@ -63,8 +63,9 @@ class InputSpec:
     pixel_range: list[float] = field(default_factory=lambda: [0.0, 255.0])
     layout: str = "NHWC"
     dtype: str = "float32"
-    # How a frame of another shape is fitted: "stretch" (resize as it is) or "crop"
-    # (centre crop to the model's aspect, then resize: what ImageNet classifiers expect).
+    # How a frame of another shape is fitted (training images too): "stretch" (resize as it
+    # is), "crop" (centre crop to the model's aspect, then resize: what ImageNet classifiers
+    # expect) or "letterbox" (scale to fit, keep the aspect, pad with black).
     resize: str = "stretch"
 
     @classmethod

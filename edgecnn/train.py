@@ -24,12 +24,19 @@ import numpy as np
 from edgecnn.data import Dataset, load_dataset
 from edgecnn.errors import BadInput
 from edgecnn.fsutil import atomic_dir, check_writable_dir, sha256_file
-from edgecnn.manifest import InputSpec, Manifest, new_manifest, write_labels
+from edgecnn.manifest import RESIZE_MODES, InputSpec, Manifest, new_manifest, write_labels
 from edgecnn.quiet import quiet_tensorflow
 from edgecnn.versions import tool_versions
 from edgecnn.zoo.registry import default_input_shape, get_arch, is_transfer
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
+# `train --augment` and the digit recipes: what a camera does to a centred digit (a slight
+# tilt, off-centre, nearer or farther, exposure, focus, sensor noise).
+CAMERA_AUGMENT = {
+    "rotation": 0.05, "shift": 0.1, "zoom": 0.1, "brightness": 0.2, "contrast": 0.2,
+    "blur": 1.0, "noise": 8.0,
+}  # fmt: skip
+AUGMENT_FIELDS = ("flip", *CAMERA_AUGMENT)
 
 
 @dataclass
@@ -45,6 +52,9 @@ class TrainConfig:
     test_split: float = 0.2
     limit_train: int | None = None
     input_size: int | None = None
+    # how images of another shape are fitted, in training and on the device (manifest
+    # input.resize); None: "stretch", or "crop" for the ImageNet head
+    resize: str | None = None
     # model options
     weights: str = "none"
     alpha: float = 1.0
@@ -57,6 +67,12 @@ class TrainConfig:
     rotation: float = 0.0
     shift: float = 0.0
     zoom: float = 0.0
+    # what a camera does to an image: brightness/contrast factors in [0, 1), blur sigma in
+    # pixels (up to), sensor noise as a standard deviation in pixel levels (0-255)
+    brightness: float = 0.0
+    contrast: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
     # transfer fine-tuning
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 0
@@ -88,9 +104,19 @@ class TrainConfig:
             raise BadInput(
                 f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}"
             )
-        for k in ("rotation", "shift", "zoom"):
+        if self.resize is not None and self.resize not in RESIZE_MODES:
+            raise BadInput(
+                f"unknown resize mode {self.resize!r}; choose one of: {', '.join(RESIZE_MODES)}"
+            )
+        for k in ("rotation", "shift", "zoom", "brightness", "contrast"):
             if not 0 <= getattr(self, k) < 1:
                 raise BadInput(f"{k} must be in [0, 1), got {getattr(self, k)}")
+        if not 0 <= self.blur <= 5:
+            raise BadInput(f"blur must be a sigma in [0, 5] pixels, got {self.blur}")
+        if not 0 <= self.noise <= 64:
+            raise BadInput(
+                f"noise must be a standard deviation in [0, 64] levels, got {self.noise}"
+            )
 
     @classmethod
     def from_recipe(cls, recipe: Any) -> TrainConfig:
@@ -99,9 +125,10 @@ class TrainConfig:
             arch=m["arch"], data=d["name"], epochs=t["epochs"], batch_size=t["batch_size"],
             learning_rate=t["learning_rate"], early_stopping=t["early_stopping"], seed=t["seed"],
             val_split=d["val_split"], test_split=d["test_split"], limit_train=d["limit_train"],
-            input_size=m["input_size"], weights=m["weights"], alpha=m["alpha"], head=m["head"],
+            input_size=m["input_size"], resize=m["resize"], weights=m["weights"], alpha=m["alpha"], head=m["head"],
             dense_units=m["dense_units"], dropout=m["dropout"], l2=m["l2"], flip=t["flip"],
             rotation=t["rotation"], shift=t["shift"], zoom=t["zoom"],
+            brightness=t["brightness"], contrast=t["contrast"], blur=t["blur"], noise=t["noise"],
             fine_tune_layers=t["fine_tune_layers"], fine_tune_epochs=t["fine_tune_epochs"],
             fine_tune_learning_rate=t["fine_tune_learning_rate"], strategy=t["strategy"],
             name=recipe.name,
@@ -163,7 +190,32 @@ def _augmenter(cfg: TrainConfig, seed: int) -> Any | None:
         )
     if cfg.zoom:
         parts.append(layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=seed))
+    parts += _camera_layers(cfg, seed)
     return keras.Sequential(parts, name="augment") if parts else None
+
+
+def _camera_layers(cfg: TrainConfig, seed: int) -> list[Any]:
+    """Exposure, focus and sensor noise, on 0-255 pixels (training only, like the rest)."""
+    import keras
+    from keras import layers
+
+    parts: list[Any] = []
+    if cfg.brightness:
+        parts.append(layers.RandomBrightness(cfg.brightness, value_range=(0, 255), seed=seed))
+    if cfg.contrast:
+        parts.append(layers.RandomContrast(cfg.contrast, value_range=(0, 255), seed=seed))
+    if cfg.blur:
+        sigma = (0.1, max(0.1, cfg.blur))
+        parts.append(layers.RandomGaussianBlur(1.0, 3, sigma, value_range=(0, 255), seed=seed))
+    if cfg.noise:
+        # GaussianNoise takes a stddev of at most 1: add it on the 0-1 scale, then clip.
+        parts += [
+            layers.Rescaling(1 / 255),
+            layers.GaussianNoise(cfg.noise / 255, seed=seed),
+            layers.Rescaling(255.0),
+            layers.Lambda(lambda t: keras.ops.clip(t, 0.0, 255.0)),
+        ]
+    return parts
 
 
 def _dataset(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, shuffle: bool, augment: Any) -> Any:
@@ -280,7 +332,12 @@ def _load_data(cfg: TrainConfig, dataset: Dataset | None) -> tuple[Dataset, tupl
             "epochs 0), not for training"
         )
     shape = default_input_shape(cfg.arch, data.input_shape, cfg.input_size)
-    return data.adapted(shape), shape
+    return data.adapted(shape, resize_mode(cfg)), shape
+
+
+def resize_mode(cfg: TrainConfig) -> str:
+    """The recipe's resize mode; an ImageNet classifier used as it is was evaluated on crops."""
+    return cfg.resize or ("crop" if cfg.head == "imagenet" else "stretch")
 
 
 def model_options(cfg: TrainConfig) -> dict[str, Any]:
@@ -296,6 +353,7 @@ def _fit_phases(
 ) -> tuple[Any, list[dict], list[float]]:  # fmt: skip
     """Build and fit (then, for transfer backbones, fine-tune); (last model, history, epoch times)."""
     from edgecnn.zoo import build_model, load_keras_model
+    from edgecnn.zoo.io import canonical_keras
 
     with _strategy(cfg.strategy).scope():
         model = build_model(cfg.arch, shape, data.num_classes, **model_options(cfg))
@@ -318,6 +376,7 @@ def _fit_phases(
         times += more_t
     if not ckpt.exists():  # no epoch improved on nothing: keep the final weights
         model.save(ckpt)
+    canonical_keras(ckpt)  # the same seed gives the same bytes (no save date inside)
     return model, rows, times
 
 
@@ -326,8 +385,7 @@ def _training_manifest(cfg: TrainConfig, data: Dataset, shape: tuple[int, int, i
     from edgecnn.zoo.cost import manifest_cost
 
     spec = InputSpec.for_shape(shape)
-    if cfg.head == "imagenet":
-        spec.resize = "crop"  # as the ImageNet classifier was evaluated: centre crop
+    spec.resize = resize_mode(cfg)
     manifest = new_manifest(
         name=cfg.name or f"{cfg.arch}_{cfg.data.split(':')[0]}",
         arch=cfg.arch,

@@ -63,7 +63,8 @@ def test_install_script_parses_and_has_help():
     script = DEVICE / "install-rpi.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     r = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=10)
-    assert r.returncode == 0 and "edgecnn[device]" in r.stdout and "video" in r.stdout
+    assert r.returncode == 0 and "whl[device]" in r.stdout and "video" in r.stdout
+    assert "not on PyPI" in r.stdout and "pip wheel" in r.stdout
 
 
 EXPOSURE_GOAL = 4.5
@@ -120,3 +121,13 @@ def test_exposure_check_can_fail(tmp_path):
     bare = tmp_path / "edgecnn.service"
     bare.write_text(text[:start] + "NoNewPrivileges=yes\n\n" + text[end:])
     assert exposure(bare) > EXPOSURE_GOAL
+
+
+def test_install_script_wants_the_wheel_it_installs(tmp_path):
+    """edgecnn is not on PyPI: without --pip-spec the script installs the wheel beside it, and
+    says how to build one when there is none (before it touches apt or users)."""
+    script = tmp_path / "install-rpi.sh"
+    script.write_text((DEVICE / "install-rpi.sh").read_text())
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=10)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "pip wheel" in lines[0], r.stderr

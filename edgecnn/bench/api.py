@@ -24,9 +24,10 @@ from edgecnn.bench.estimate import estimate_artifact
 from edgecnn.bench.options import BenchOptions, worker_opts
 from edgecnn.bench.ssh import run_remote
 from edgecnn.errors import BadInput
-from edgecnn.manifest import Artifact, Manifest, load_manifest
+from edgecnn.manifest import Artifact, Manifest
 from edgecnn.runtime.bench_worker import MODULE, parse_result
-from edgecnn.runtime.runner import resolve, select_artifact
+from edgecnn.runtime.formats import is_artifact_file
+from edgecnn.runtime.runner import load_build, resolve, select_artifact
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding edgecnn/
 
@@ -58,7 +59,7 @@ def prepare_data(name: str, manifest: Manifest, limit: int | None, out: Path) ->
         raise BadInput(
             f"dataset {name!r} has {ds.num_classes} classes but the model has {len(manifest.labels)}"
         )
-    x, y = ds.adapted(tuple(manifest.input.shape)).split("test")
+    x, y = ds.adapted(tuple(manifest.input.shape), manifest.input.resize).split("test")
     if limit is not None and limit < len(y):
         x, y = x[:limit], y[:limit]
     np.savez(out, x=x, y=y.astype(np.int64))
@@ -169,7 +170,7 @@ def bench_build(
     o = (options or BenchOptions(**kw)).check()
     dev = get_device(o.device)
     p = Path(build_dir)
-    build, manifest, one = resolve(p) if p.is_file() else (p, load_manifest(p), None)
+    build, manifest, one = resolve(p) if is_artifact_file(p.name) else (*load_build(p), None)
     name = manifest.name or build.name
     arts = [one] if one is not None else select_artifacts(build, manifest, o.artifacts)
     mode = "ssh" if o.host else ("estimate" if o.estimate or not runs_here(dev) else "local")

@@ -22,7 +22,7 @@ from edgecnn.errors import BadInput
 from edgecnn.manifest import Artifact, Manifest
 from edgecnn.runtime.formats import get_format
 from edgecnn.runtime.macs import MissingReader
-from edgecnn.runtime.opgraph import FREE, Op
+from edgecnn.runtime.opgraph import FREE, Op, multiply_accumulates
 
 
 def profile_for(device: str, runs_here: bool, path: str | os.PathLike | None = None) -> Profile:
@@ -78,7 +78,7 @@ def estimate_ops(
     return {
         "estimate_ms": ms,
         "estimate_fps": 1000.0 / ms if ms > 0 else None,
-        "macs": int(sum(op.macs for op in ops)),
+        "macs": multiply_accumulates(ops),
         "ops": sum(1 for op in ops if op.kind != FREE),
         "basis": profile.basis + f" [{key}]" + (f"; {note}" if note else ""),
         "estimate_error": profile.error_text(key),

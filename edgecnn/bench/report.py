@@ -166,9 +166,14 @@ def summarize(
     draw: bool = True,
     several_models: bool = False,
 ) -> dict[str, Any]:
-    """The table text and, when there are measurements, the histogram PNG (None without
-    matplotlib, and the text says so). What `edgecnn bench` and the run stage both show."""
+    """The table text, the results saved as JSON (`bench_<device>.json` beside the histogram)
+    and, when there are measurements, the histogram PNG (None without matplotlib, and the text
+    says so). What `edgecnn bench` and the run stage both show. The results are written before
+    anything optional is drawn, so a device-only install keeps them."""
     text = render(rows, several_models)
+    saved = save_results(rows, build_dir / f"bench_{rows[0]['device']}.json") if rows else None
+    if saved:
+        text += f"\nresults: {saved}"
     path = None
     if draw and any(r.get("latencies_ms") for r in rows):
         path = plot_histogram(rows, plot or build_dir / f"bench_{rows[0]['device']}_latency.png")
@@ -176,4 +181,22 @@ def summarize(
             text += "\nno latency histogram: matplotlib is not installed (pip install matplotlib)"
     if path:
         text += f"\nlatency histogram: {path}"
-    return {"text": text, "histogram": str(path) if path else None}
+    return {
+        "text": text,
+        "histogram": str(path) if path else None,
+        "results": str(saved) if saved else None,
+    }
+
+
+def save_results(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """The rows (with every latency) as JSON; None when the directory is not writable (a
+    read-only deployed build still gets its table printed)."""
+    import json
+
+    from edgecnn.fsutil import atomic_write_text
+
+    try:
+        atomic_write_text(path, json.dumps({"results": rows}, indent=2, default=str) + "\n")
+    except OSError:
+        return None
+    return path

@@ -40,7 +40,8 @@ def load_build_dataset(
         raise BadInput(
             f"dataset {ds.name!r} has {ds.num_classes} classes but the model outputs {classes}"
         )
-    return ds.adapted(in_shape)  # e.g. 8x8 digits into a 28x28 model: resizing is fine
+    resize = fragment.input.resize if fragment else "stretch"
+    return ds.adapted(in_shape, resize)  # e.g. 8x8 digits into a 28x28 model, as trained
 
 
 def eval_subset(ds: Dataset, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

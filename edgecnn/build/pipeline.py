@@ -28,6 +28,7 @@ from edgecnn.export import ExportJob
 from edgecnn.fsutil import atomic_dir
 from edgecnn.manifest import REFERENCE_NAME, write_labels
 from edgecnn.quiet import quiet_tensorflow
+from edgecnn.zoo.io import save_keras
 
 EDGETPU = "edgetpu"  # the exporter table's name for the derived Edge TPU build
 
@@ -66,7 +67,7 @@ def convert_model(
     before["accuracy"] = keras_accuracy(src.model, bd.x_eval, bd.y_eval)
     reference, pruning = prune_step(src.model, bd.ds, cfg, bd.x_eval, bd.y_eval, say)
     with atomic_dir(out_dir) as tmp:
-        reference.save(tmp / REFERENCE_NAME)
+        save_keras(reference, tmp / REFERENCE_NAME)  # same model, same bytes
         after = model_stats(reference, tmp / REFERENCE_NAME)
         after["accuracy"] = (
             keras_accuracy(reference, bd.x_eval, bd.y_eval) if pruning else before["accuracy"]

@@ -20,7 +20,9 @@ def start_manifest(src: Source, data: BuildData) -> Manifest:
     if src.fragment:
         m = src.fragment.copy()
         if list(m.input.shape) != list(src.input_shape):
+            resize = m.input.resize
             m.input = InputSpec.for_shape(src.input_shape)
+            m.input.resize = resize
         m.artifacts = []
         m.created = now_iso()
         return m

@@ -143,8 +143,10 @@ def command(models: tuple[str, ...], as_json: bool, **opts: Any) -> None:
     Measures as LiteRT's benchmark_model does (warm-up runs and time, then timed runs and
     time) and prints size, accuracy (with --data), latency (mean, p50, p99, std), FPS,
     init and first-inference times, peak memory, and the device profile's estimate beside
-    the measurement with its error. With --device naming another machine and no --host,
-    prints an estimate instead, saying what it stands on and how wrong it can be.
+    the measurement with its error; saves them as BUILD/bench_<device>.json before drawing
+    the latency histogram (when matplotlib is installed). With --device naming another
+    machine and no --host, prints an estimate instead, saying what it stands on and how
+    wrong it can be.
 
     \b
     Examples:
@@ -187,5 +189,9 @@ def _bench(
     out = summarize(rows, first if first.is_dir() else first.parent, Path(opts["plot"]) if opts["plot"] else None,
                     draw=not opts["no_plot"], several_models=len(models) > 1)  # fmt: skip
     clean = [{k: v for k, v in r.items() if k != "latencies_ms"} for r in rows]
-    emit({"results": clean, "histogram": out["histogram"]}, as_json, out["text"])
+    emit(
+        {"results": clean, "histogram": out["histogram"], "saved": out["results"]},
+        as_json,
+        out["text"],
+    )
     check_gates(rows, opts["min_accuracy"])

@@ -35,6 +35,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as e:  # last resort: never a traceback from the CLI
             if os.environ.get("EDGECNN_DEBUG"):
                 raise
+            if isinstance(e, ModuleNotFoundError):  # an optional package: name its extra
+                from edgecnn.optional import missing_message
+
+                if msg := missing_message(e.name):
+                    fail(msg, 2)
             text = str(e).strip().splitlines()
             detail = text[0] if text else ""
             fail(f"{type(e).__name__}: {detail} (set EDGECNN_DEBUG=1 for a traceback)", 2)

@@ -13,24 +13,23 @@ from edgecnn.quiet import quiet_tensorflow
 from edgecnn.tables import format_table
 
 
+def _mb(row: dict[str, Any]) -> dict[str, Any]:
+    """Sizes in MB (10^6 bytes), the unit of every edgecnn table (run, bench); JSON keeps bytes."""
+    out = dict(row)
+    for key, col in (("size", "size_MB"), ("gzip_size", "gzip_MB")):
+        out[col] = None if row.get(key) is None else row[key] / 1e6
+    return out
+
+
 def _summary_table(report: dict[str, Any]) -> str:
     b, a = report["before"], report["after"]
-    stats = [
-        {
-            "model": "before",
-            **{k: b.get(k) for k in ("params", "macs", "size", "gzip_size", "accuracy")},
-        },
-        {
-            "model": "after",
-            **{k: a.get(k) for k in ("params", "macs", "size", "gzip_size", "accuracy")},
-        },
-    ]
+    stats = [_mb({"model": "before", **b}), _mb({"model": "after", **a})]
     parts = [
-        format_table(stats, ["model", "params", "macs", "size", "gzip_size", "accuracy"]),
+        format_table(stats, ["model", "params", "macs", "size_MB", "gzip_MB", "accuracy"]),
         "",
         format_table(
-            report["artifacts"],
-            ["artifact", "format", "precision", "size", "gzip_size", "accuracy", "seconds"],
+            [_mb(r) for r in report["artifacts"]],
+            ["artifact", "format", "precision", "size_MB", "gzip_MB", "accuracy", "seconds"],
         ),
     ]
     pruning = report.get("pruning") or {}

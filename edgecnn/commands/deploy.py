@@ -16,6 +16,7 @@ from edgecnn.tables import format_table
 Examples:
   edgecnn deploy build/digits --host pi@192.168.1.20
   edgecnn deploy build/digits --host pi@cam1 --host pi@cam2:2222 --service
+  edgecnn deploy build/digits --host pi@raspberrypi.local --install-runtime --service
   edgecnn deploy build/digits --inventory fleet.txt --known-hosts ~/.ssh/known_hosts --json
 
 \b
@@ -23,7 +24,7 @@ Each device gets <root>/models/versions/<version> (sha256 checked on the
 device) and <root>/models/current flipped to it atomically; a running
 daemon reloads. Exit 0: every host done; 1: some host failed; 2: bad input.""",
 )
-@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.argument("build_dir", type=click.Path())
 @click.option(
     "--host", "hosts", multiple=True, help="USER@ADDR[:PORT]; repeat for several devices."
 )
@@ -58,6 +59,23 @@ daemon reloads. Exit 0: every host done; 1: some host failed; 2: bad input.""",
     type=click.IntRange(1, 256),
     help="Hosts deployed in parallel.",
 )
+@click.option(
+    "--install-runtime",
+    is_flag=True,
+    help="Also push edgecnn itself (a wheel of this checkout, or --wheel) and pip-install it "
+    "into <root>/venv on the device, which is made if missing.",
+)
+@click.option(
+    "--wheel",
+    type=click.Path(dir_okay=False),
+    help="The edgecnn wheel --install-runtime pushes (default: built from this checkout).",
+)
+@click.option(
+    "--extras",
+    default="device",
+    show_default=True,
+    help="Extras installed with the wheel, e.g. device,video for a USB camera.",
+)
 @click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(1))
 @click.option(
     "--service-group",
@@ -71,9 +89,9 @@ daemon reloads. Exit 0: every host done; 1: some host failed; 2: bad input.""",
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
 def command(build_dir: str, hosts: tuple[str, ...], inventory: str | None, service: bool, root: str, keep: int,
-            known_hosts: str | None, identity: str | None, jobs: int, connect_timeout: float,
-            service_group: str, unit_dir: str, config_dir: str, systemctl: str,
-            as_json: bool) -> None:  # fmt: skip
+            known_hosts: str | None, identity: str | None, jobs: int, install_runtime: bool,
+            wheel: str | None, extras: str, connect_timeout: float, service_group: str,
+            unit_dir: str, config_dir: str, systemctl: str, as_json: bool) -> None:  # fmt: skip
     """Deploy BUILD_DIR (artifacts + manifest) to devices over SSH, in parallel."""
     from edgecnn.deploy import DeployOptions, deploy, read_inventory
     from edgecnn.errors import BadInput
@@ -92,10 +110,13 @@ def command(build_dir: str, hosts: tuple[str, ...], inventory: str | None, servi
         systemctl=systemctl,
         connect_timeout=connect_timeout,
         service_group=service_group,
+        install_runtime=install_runtime or bool(wheel),
+        wheel=wheel,
+        extras=extras,
     )
     results = deploy(build_dir, targets, opts, jobs=jobs)
     rows = [r.row() for r in results]
-    cols = ["host", "status", "version", "files", "bytes", "service", "seconds", "error"]
+    cols = ["host", "status", "version", "files", "bytes", "service", "runtime", "seconds", "error"]
     emit(rows, as_json, format_table(rows, cols))
     failed = [r for r in results if r.status != "ok"]
     if failed:

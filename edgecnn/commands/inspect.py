@@ -12,6 +12,31 @@ from edgecnn.quiet import quiet_tensorflow
 from edgecnn.tables import format_table
 
 COLUMNS = ["name", "type", "output_shape", "params", "trainable", "macs"]
+ARTIFACT_COLUMNS = ["op", "output_shape", "dtype", "quantization", "weights", "macs"]
+
+
+def _tensor_text(t: dict[str, Any]) -> str:
+    q = t.get("quantization")
+    quant = f", scale {q['scale']:.6g} zp {q['zero_point']}" if q else ""
+    return f"{t['name'] or '?'} {'x'.join(map(str, t['shape']))} {t['dtype']}{quant}"
+
+
+def _artifact_table(report: dict[str, Any]) -> str:
+    """The per-op table of a .tflite / .onnx artifact."""
+    from edgecnn.zoo.cost import format_count
+
+    rows = [
+        {**r, "output_shape": "x".join(map(str, r["output_shape"])), "macs": f"{r['macs']:,}"}
+        for r in report["ops"]
+    ]
+    lines = [f"artifact: {report['path']}  ({report['format']}, {len(rows)} ops)"]
+    lines += [f"input:  {_tensor_text(t)}" for t in report["inputs"]]
+    lines += [f"output: {_tensor_text(t)}" for t in report["outputs"]]
+    lines += [
+        format_table(rows, ARTIFACT_COLUMNS),
+        f"total: {report['total_macs']:,} MACs ({format_count(report['total_macs'])}) per image",
+    ]
+    return "\n".join(lines)
 
 
 def _table(report: dict[str, Any]) -> str:
@@ -94,15 +119,26 @@ def command(
 ) -> None:
     """Print a model's layers with parameters and MACs; draw filters and feature maps.
 
-    MODEL is a .keras file or a training directory holding model.keras.
+    MODEL is a .keras file or a training directory holding model.keras, or a converted
+    artifact (.tflite, .onnx): then its ops, tensor shapes, quantization parameters and
+    MACs per op, read without TensorFlow.
 
     \b
     Examples:
       edgecnn inspect runs/digits/model.keras
       edgecnn inspect runs/digits --json
+      edgecnn inspect build/digits/model_int8.tflite
       edgecnn inspect runs/digits --filters filters.png \\
           --feature-maps maps.png --image digit.png
     """
+    from edgecnn.runtime.inspect import inspect_artifact, is_artifact
+
+    if is_artifact(model_path):
+        if filters_png or maps_png:
+            raise BadInput("--filters and --feature-maps draw Keras models; give the .keras file")
+        art = inspect_artifact(model_path)
+        emit(art, as_json, _artifact_table(art))
+        return
     if maps_png and not image:
         raise BadInput("--feature-maps needs --image FILE")
     if image and not maps_png:

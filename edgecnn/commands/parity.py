@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
 from edgecnn.commands.common import emit, handle_errors
 from edgecnn.errors import CheckFailed
-from edgecnn.tables import format_table
 
 
 @click.command("parity")
-@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.argument("build_dir", type=click.Path())
 @click.option(
     "--data",
     "data_name",
@@ -55,6 +53,12 @@ from edgecnn.tables import format_table
     help="If an int8 artifact fails, re-convert it with its worst layers kept in float and keep "
     "the result only if it passes (reports the size and latency cost).",
 )
+@click.option(
+    "--other-data",
+    is_flag=True,
+    help="DATA is meant to be another source than the model was trained on (e.g. digits for "
+    "an MNIST model): evaluate it and say so in the report instead of refusing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 @handle_errors
@@ -67,6 +71,7 @@ def command(
     report: str | None,
     limit: int | None,
     fix: bool,
+    other_data: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -77,7 +82,8 @@ def command(
     PNG and a verdict. Failing int8 artifacts get a diagnosis: recognised causes
     in plain words and the layers with the largest quantization error.
     Exit 0 when every artifact passes, 1 when one fails, 2 on bad input
-    (no manifest, sha256 mismatch, dataset classes differ from the labels).
+    (no manifest, sha256 mismatch, dataset classes differ from the labels, or DATA is
+    another source than the training data's without --other-data).
 
     \b
     Examples:
@@ -86,13 +92,14 @@ def command(
       edgecnn parity build/fmnist --data fashion_mnist --fix --json
     """
     from edgecnn.errors import BadInput
-    from edgecnn.parity import TABLE_COLUMNS, Thresholds, findings_lines, run_parity, table_rows
+    from edgecnn.parity import Thresholds, findings_lines, run_parity, table_text
 
     Thresholds(max_drop, min_agreement).check()  # before TensorFlow loads
     if limit is not None and limit < 1:
         raise BadInput(f"--limit must be positive, got {limit}")
-    if not Path(build_dir).is_dir():
-        raise BadInput(f"build directory {build_dir} does not exist")
+    from edgecnn.parity import check_build
+
+    check_build(build_dir)  # a training dir or a .keras: say so, and to convert it first
     # TensorFlow loads only for the float reference (parity.reference_predict), after the
     # manifest, sha256 and dataset checks: bad input fails fast.
 
@@ -110,11 +117,15 @@ def command(
         limit=limit,
         fix=fix,
         progress=progress,
+        other_data=other_data,
     )
+    from edgecnn.parity.report import other_data_line
+
     lines = [
         f"{result['model']} on {result['data']} {result['split']} ({result['samples']} images, "
         f"{result['seconds']:.1f} s)",
-        format_table(table_rows(result), TABLE_COLUMNS),
+        *([other_data_line(result)] if result.get("other_data") else []),
+        table_text(result),
     ]
     found = findings_lines(result)
     if found:

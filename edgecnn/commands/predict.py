@@ -47,7 +47,10 @@ def command(
     with Runner(model, backend=backend, threads=threads, artifact=artifact) as runner:
         results = []
         for path, img in pictures:
-            preds = runner.classify(img, top_k=top_k)
+            # A class scored 0 is not a candidate: an int8 model's softmax floors most of them
+            # to exactly 0, and listing those as ranks 2..k reads as if they were answers.
+            ranked = runner.classify(img, top_k=top_k)
+            preds = [p for i, p in enumerate(ranked) if i == 0 or round(p.score, 6) > 0]
             results.append(
                 {
                     "image": str(path),

@@ -42,9 +42,8 @@ def command(recipe: str, out: str | None, stages: str | None, as_json: bool, qui
     else:
         click.echo(f"\nrecipe {r.name}: summary")
         click.echo(format_table(results, ["stage", "status", "seconds", "result"]))
-        # Then each stage's own table, parity last: the run ends with the accuracy verdict.
-        order = sorted((x for x in results if x.get("table")), key=lambda x: x["stage"] == "parity")
-        for x in order:
+        # Then each stage's own table, in the order the stages ran.
+        for x in (x for x in results if x.get("table")):
             click.echo(f"\n[{x['stage']}]\n{x['table']}")
     if any(x["status"] != "ok" for x in results):
         raise CheckFailed(f"stage {results[-1]['stage']} failed: {results[-1]['result']}")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from edgecnn.commands.common import handle_errors
+from edgecnn.manifest import RESIZE_MODES
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -28,6 +29,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
     epilog="""\b
 Examples:
   edgecnn serve --model build/digits --source video.mp4 --loop
+  edgecnn serve --model build/digits --source 0 --resize crop --no-overlay
   edgecnn serve --model /opt/edgecnn/models/current --source picamera2 \\
       --host 0.0.0.0 --token-file /etc/edgecnn/token --mqtt-host localhost
   edgecnn serve --config /etc/edgecnn/edgecnn.toml --port 9000
@@ -93,6 +95,19 @@ cameras and network streams are retried.""",
     help="Which artifact of the build (file name, precision, format:precision).",
 )
 @click.option("--threads", type=click.IntRange(1, 64), default=None, help="Interpreter threads.")
+@click.option(
+    "--resize",
+    type=click.Choice(RESIZE_MODES),
+    default=None,
+    help="How frames are fitted to the model: stretch, crop (centre) or letterbox "
+    "(default: the mode the model was trained with, from its manifest).",
+)
+@click.option(
+    "--overlay/--no-overlay",
+    default=True,
+    show_default=True,
+    help="Burn the top-k panel into the /stream.mjpg frames.",
+)
 @click.option("--top-k", "top_k", default=5, show_default=True, type=click.IntRange(1, 1000))
 @click.option(
     "--threshold",

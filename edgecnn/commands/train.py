@@ -7,6 +7,7 @@ import sys
 import click
 
 from edgecnn.commands.common import emit, handle_errors
+from edgecnn.manifest import RESIZE_MODES
 from edgecnn.quiet import quiet_tensorflow
 from edgecnn.tables import format_table
 
@@ -28,6 +29,12 @@ from edgecnn.tables import format_table
 @click.option("--batch-size", type=int)
 @click.option("--lr", "learning_rate", type=float, help="Learning rate.")
 @click.option("--input-size", type=int, help="Square input side (default: the architecture's).")
+@click.option(
+    "--resize",
+    type=click.Choice(RESIZE_MODES),
+    help="How images of another aspect are fitted, in training and on the device "
+    "(recorded in the manifest; default stretch, crop for --head imagenet).",
+)
 @click.option("--weights", help="Transfer backbones: imagenet, none, or a weights file.")
 @click.option("--alpha", type=float, help="Width multiplier (MobileNets).")
 @click.option(
@@ -38,7 +45,10 @@ from edgecnn.tables import format_table
 @click.option("--dropout", type=float)
 @click.option("--l2", type=float)
 @click.option(
-    "--augment/--no-augment", default=None, help="Flip/rotate/shift/zoom during training only."
+    "--augment/--no-augment",
+    default=None,
+    help="Camera-like augmentation during training only (rotation, shift, zoom, brightness, "
+    "contrast, blur, noise); --no-augment turns off the recipe's.",
 )
 @click.option("--early-stopping", type=int, help="Patience in epochs (0 disables).")
 @click.option(
@@ -66,12 +76,13 @@ def command(
     Examples:
       edgecnn train --arch cnn_mnist --data digits --epochs 10 --out runs/digits
       edgecnn train --recipe models/mnist5k_cnn.toml --out runs/mnist5k
+      edgecnn train --recipe models/mnist5k_cnn.toml --resize crop --out runs/m5k-crop
       edgecnn train --arch efficientnet_lite0 --weights imagenet --data mnist5k \\
           --input-size 96 --epochs 5 --out runs/effl0
     """
     quiet_tensorflow(import_now=False)
     from edgecnn.recipe import load_recipe
-    from edgecnn.train import TrainConfig, train
+    from edgecnn.train import AUGMENT_FIELDS, CAMERA_AUGMENT, TrainConfig, train
 
     cfg = TrainConfig.from_recipe(load_recipe(recipe)) if recipe else TrainConfig()
     if not recipe and not opts.get("arch"):
@@ -81,9 +92,11 @@ def command(
         if value is not None:
             setattr(cfg, rename.get(key, key), value)
     if augment is True:
-        cfg.rotation, cfg.shift, cfg.zoom = cfg.rotation or 0.05, cfg.shift or 0.1, cfg.zoom or 0.1
+        for key, value in CAMERA_AUGMENT.items():
+            setattr(cfg, key, getattr(cfg, key) or value)
     elif augment is False:
-        cfg.flip, cfg.rotation, cfg.shift, cfg.zoom = False, 0.0, 0.0, 0.0
+        for key in AUGMENT_FIELDS:
+            setattr(cfg, key, False if key == "flip" else 0.0)
     cfg.verbose = 0 if (quiet or as_json) else (1 if sys.stdout.isatty() else 2)
     summary = train(cfg, out)
     emit(

@@ -44,6 +44,8 @@ class ServeOptions:
     backend: str = "auto"
     artifact: str | None = None
     threads: int | None = None
+    resize: str | None = None  # override the manifest's resize mode (stretch, crop, letterbox)
+    overlay: bool = True  # burn the top-k panel into /stream.mjpg frames
     top_k: int = 5
     threshold: float = 0.0
     smooth: int = 1

@@ -109,6 +109,7 @@ def load_model(
     backend: str = "auto",
     artifact: str | None = None,
     threads: int | None = None,
+    resize: str | None = None,
 ) -> Loaded:
     """Load and self-check a model; raises ModelLoadError (a BadInput) naming the failed step."""
     from edgecnn.runtime import Runner
@@ -123,7 +124,7 @@ def load_model(
     except EdgeCNNError as e:
         raise ModelLoadError("manifest", str(e)) from None
     try:
-        runner = Runner(str(p), backend=backend, threads=threads, artifact=artifact)
+        runner = Runner(str(p), backend=backend, threads=threads, artifact=artifact, resize=resize)
     except EdgeCNNError as e:
         cause = "checksum" if "does not match its manifest" in str(e) else "artifact"
         raise ModelLoadError(cause, str(e)) from None
@@ -194,13 +195,15 @@ class ModelHolder:
         backend: str = "auto",
         artifact: str | None = None,
         threads: int | None = None,
+        resize: str | None = None,
     ):
         self.path = str(path)
+        self.resize = resize
         self.backend = backend
         self.artifact = artifact
         self.threads = threads
         self._reload_lock = threading.Lock()
-        self.current: Loaded = load_model(self.path, backend, artifact, threads)
+        self.current: Loaded = load_model(self.path, backend, artifact, threads, resize)
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.failures: collections.Counter[str] = collections.Counter()
@@ -222,7 +225,7 @@ class ModelHolder:
             old = self.current
             log.info("reloading model from %s (%s)", self.path, reason)
             try:
-                new = load_model(self.path, self.backend, self.artifact, self.threads)
+                new = load_model(self.path, self.backend, self.artifact, self.threads, self.resize)
             except Exception as e:  # a model must never take the daemon down
                 cause = e.cause if isinstance(e, ModelLoadError) else "internal"
                 error = str(e) if isinstance(e, EdgeCNNError) else f"{type(e).__name__}: {e}"

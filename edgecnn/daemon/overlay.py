@@ -1,13 +1,35 @@
-"""Draw the top-k bars, FPS and model name over a frame and encode it as JPEG (OpenCV)."""
+"""Draw the top-k bars, FPS and model name over a frame and encode it as JPEG (Pillow).
+
+Pillow, not OpenCV: it is a base dependency, so a Picamera2-only device (`edgecnn[device]`,
+no OpenCV) streams MJPEG too. `annotate(..., overlay=False)` gives the frame alone
+(`serve --no-overlay`), still upscaled so a small model input stays visible.
+"""
 
 from __future__ import annotations
 
+import io
 import threading
 from typing import Any
 
 import numpy as np
 
 MIN_WIDTH = 320  # small model inputs (8x8 digits) are upscaled so text stays legible
+LINE = 20
+PANEL_W = 300
+
+
+def _rgb(frame: np.ndarray) -> Any:
+    """An RGB PIL image of the frame, nearest-upscaled to at least MIN_WIDTH wide."""
+    from PIL import Image
+
+    img = frame[..., None] if frame.ndim == 2 else frame
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    im = Image.fromarray(np.ascontiguousarray(img[..., :3]))
+    if im.width < MIN_WIDTH:
+        h = max(1, round(im.height * MIN_WIDTH / im.width))
+        im = im.resize((MIN_WIDTH, h), Image.NEAREST)
+    return im
 
 
 def annotate(
@@ -16,43 +38,37 @@ def annotate(
     fps: float,
     model: dict[str, Any],
     threshold: float = 0.0,
-) -> np.ndarray:
-    """A BGR copy of an RGB frame with the overlay drawn on it."""
-    import cv2
+    overlay: bool = True,
+) -> Any:
+    """An RGB PIL image of the frame with the overlay drawn on it (unless `overlay` is off)."""
+    from PIL import Image, ImageDraw
 
-    img = frame
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    h, w = img.shape[:2]
-    if w < MIN_WIDTH:
-        scale = MIN_WIDTH / w
-        img = cv2.resize(
-            img, (MIN_WIDTH, max(1, round(h * scale))), interpolation=cv2.INTER_NEAREST
-        )
-    bgr = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR)
-    h, w = bgr.shape[:2]
-    rows = len(top_k) + 1
-    line = 20
-    panel_h = min(h, rows * line + 8)
-    panel_w = min(w, 300)
-    shade = bgr[:panel_h, :panel_w].astype(np.float32) * 0.4
-    bgr[:panel_h, :panel_w] = shade.astype(np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
+    im = _rgb(frame)
+    if not overlay:
+        return im
+    w, h = im.size
+    panel_h, panel_w = min(h, (len(top_k) + 1) * LINE + 8), min(w, PANEL_W)
+    shade = np.asarray(im.crop((0, 0, panel_w, panel_h)), dtype=np.float32) * 0.4
+    im.paste(Image.fromarray(shade.astype(np.uint8)), (0, 0))
+    draw = ImageDraw.Draw(im)
     title = f"{model.get('name', '?')} {model.get('version', '')}  {fps:.1f} fps"
-    cv2.putText(bgr, title[:40], (6, 15), font, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    draw.text((6, 3), title[:40], fill=(255, 255, 255))
     bar_max = panel_w - 120
     for i, p in enumerate(top_k):
-        y = 8 + line * (i + 1)
+        y = 8 + LINE * (i + 1)
         score = float(p["score"])
-        color = (80, 200, 80) if i == 0 and score >= threshold else (200, 160, 60)
-        cv2.rectangle(
-            bgr, (110, y), (110 + int(bar_max * max(0.0, min(1.0, score))), y + 12), color, -1
-        )
-        text = f"{str(p['label'])[:10]} {score:.2f}"
-        cv2.putText(bgr, text, (6, y + 11), font, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
-    return bgr
+        color = (80, 200, 80) if i == 0 and score >= threshold else (60, 160, 200)
+        bar = int(bar_max * max(0.0, min(1.0, score)))
+        if bar > 0:
+            draw.rectangle((110, y, 110 + bar, y + 12), fill=color)
+        draw.text((6, y), f"{str(p['label'])[:10]} {score:.2f}", fill=(255, 255, 255))
+    return im
+
+
+def encode_jpeg(im: Any, quality: int = 80) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
 
 
 class JpegCache:
@@ -67,23 +83,15 @@ class JpegCache:
     def get(self, seq: int, render: Any) -> bytes:
         with self._lock:
             if seq != self._seq:
-                import cv2
-
-                ok, buf = cv2.imencode(".jpg", render(), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-                if ok:
-                    self._seq = seq
-                    self._jpeg = buf.tobytes()
+                self._jpeg = encode_jpeg(render(), self.quality)
+                self._seq = seq
             return self._jpeg
 
 
 def placeholder_jpeg(text: str, size: tuple[int, int] = (320, 240)) -> bytes:
     """A grey frame with a message, shown while the source is (re)connecting."""
-    import cv2
+    from PIL import Image, ImageDraw
 
-    w, h = size
-    img = np.full((h, w, 3), 60, dtype=np.uint8)
-    cv2.putText(
-        img, text[:40], (8, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
-    )
-    ok, buf = cv2.imencode(".jpg", img)
-    return buf.tobytes() if ok else b""
+    im = Image.new("RGB", size, (60, 60, 60))
+    ImageDraw.Draw(im).text((8, size[1] // 2), text[:40], fill=(255, 255, 255))
+    return encode_jpeg(im)

@@ -115,7 +115,9 @@ class Daemon:
         self.mqtt: Any = None  # the metrics' snapshot reads both from the start
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
-        self.holder = ModelHolder(opts.model, opts.backend, opts.artifact, opts.threads)
+        self.holder = ModelHolder(
+            opts.model, opts.backend, opts.artifact, opts.threads, opts.resize
+        )
         h, w, _ = self.holder.get().shape
         self.source = make_source(
             opts.source,
@@ -296,7 +298,8 @@ class Daemon:
         """The annotated JPEG of a result, encoded once however many clients watch."""
         fps = self.counters.fps()
         return self.jpeg_cache.get(
-            res.seq, lambda: annotate(res.frame, res.top_k, fps, res.model, self.threshold)
+            res.seq,
+            lambda: annotate(res.frame, res.top_k, fps, res.model, self.threshold, self.opts.overlay),
         )
 
     # -- lifecycle -----------------------------------------------------------

@@ -55,8 +55,8 @@ class Source(Protocol):
 def _cv2() -> Any:
     try:
         import cv2
-    except ImportError:  # pragma: no cover - opencv is in the device extra
-        raise BadInput("this source needs OpenCV: pip install 'edgecnn[device]'") from None
+    except ImportError:  # OpenCV is the video extra; a Picamera2-only device has none
+        raise BadInput("this source needs OpenCV: pip install 'edgecnn[video]'") from None
     quiet_opencv(cv2)
     return cv2
 
@@ -80,6 +80,7 @@ class OpenCVSource:
     def __init__(
         self, spec: str | int, kind: str, loop: bool = False, size: tuple[int, int] | None = None
     ):
+        _cv2()  # no OpenCV (a Picamera2-only install): bad input at start, not endless retries
         self.spec = spec
         self.kind = kind  # "camera" | "url" | "file"
         self.loop = loop

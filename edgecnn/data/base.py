@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from edgecnn.errors import BadInput
 
@@ -47,22 +46,28 @@ class Dataset:
             raise BadInput(f"unknown split {name!r} (choose train, val or test)")
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
-    def adapted(self, shape: tuple[int, int, int] | list[int]) -> Dataset:
-        """The same data resized and channel-converted to a model's input shape."""
+    def adapted(self, shape: tuple[int, int, int] | list[int], resize: str = "stretch") -> Dataset:
+        """The same data fitted (by the manifest's `resize` mode) and channel-converted to a
+        model's input shape."""
         shape = tuple(int(v) for v in shape)
         if shape == self.input_shape:
             return self
         return Dataset(
             name=self.name,
             class_names=self.class_names,
-            x_train=adapt_images(self.x_train, shape),
+            x_train=adapt_images(self.x_train, shape, resize),
             y_train=self.y_train,
-            x_val=adapt_images(self.x_val, shape),
+            x_val=adapt_images(self.x_val, shape, resize),
             y_val=self.y_val,
-            x_test=adapt_images(self.x_test, shape),
+            x_test=adapt_images(self.x_test, shape, resize),
             y_test=self.y_test,
             source=self.source,
-            provenance={**self.provenance, "adapted_to": list(shape)},
+            provenance={
+                **self.provenance,
+                "native_shape": self.provenance.get("native_shape", list(self.input_shape)),
+                "adapted_to": list(shape),
+                "resize": resize,
+            },
             label_space=self.label_space,
         )
 
@@ -90,8 +95,13 @@ def to_uint8_nhwc(x: np.ndarray, max_value: float = 255.0) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def adapt_images(x: np.ndarray, shape: tuple[int, int, int] | list[int]) -> np.ndarray:
-    """Resize (bilinear) and convert channels (gray<->RGB) to (H, W, C)."""
+def adapt_images(
+    x: np.ndarray, shape: tuple[int, int, int] | list[int], resize: str = "stretch"
+) -> np.ndarray:
+    """Fit each image to (H, W) with the runtime's own `fit_image` (so training images and
+    camera frames are resized alike) and convert channels (gray<->RGB) to C."""
+    from edgecnn.runtime.preprocess import fit_image
+
     h, w, c = (int(v) for v in shape)
     if x.ndim != 4:
         raise BadInput(f"expected a batch of images (N,H,W,C), got shape {x.shape}")
@@ -106,10 +116,7 @@ def adapt_images(x: np.ndarray, shape: tuple[int, int, int] | list[int]) -> np.n
     if (ih, iw) != (h, w):
         out = np.empty((n, h, w, ic), dtype=np.uint8)
         for i in range(n):
-            img = Image.fromarray(x[i, ..., 0] if ic == 1 else x[i])
-            img = img.resize((w, h), Image.BILINEAR)
-            arr = np.asarray(img)
-            out[i] = arr[..., None] if ic == 1 else arr
+            out[i] = fit_image(x[i], (h, w, ic), resize=resize)
         x = out
     if ic == 1 and c == 3:
         x = np.repeat(x, 3, axis=-1)

@@ -26,6 +26,7 @@ int8 has two routes; the default is "qdq":
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -158,15 +159,70 @@ def check_int8_method(method: str) -> str:
 
 
 def set_metadata(path: str | os.PathLike, props: dict[str, str]) -> None:
-    """Write `metadata_props` (labels and key manifest fields) into the ONNX file in place."""
+    """Write `metadata_props` (labels and key manifest fields) into the ONNX file in place, in
+    canonical form (`canonical_graph`): the same model always gives the same bytes."""
     import onnx
 
     model = onnx.load(str(path))
     existing = {p.key: p.value for p in model.metadata_props}
     existing.update({k: str(v) for k, v in props.items()})
-    onnx.helper.set_model_props(model, existing)
+    onnx.helper.set_model_props(model, dict(sorted(existing.items())))
     model.producer_name = "edgecnn"
+    canonical_graph(model.graph)
     onnx.save(model, str(path))
+
+
+GENERATED = re.compile(r"(.*?)__\d+(:\d+)?")  # tf2onnx's counter-numbered names: Transpose__36:0
+
+
+def canonical_graph(graph: Any) -> None:
+    """The graph in a canonical form, so the same model always gives the same bytes.
+
+    tf2onnx numbers the names it makes from a global counter (`Transpose__36`, or `__34` on
+    another run), folds equal constants into one under an arbitrary one of their names
+    (`const_starts__23` or `const_axes__25`) and lists initializers in another order each
+    time. Generated constants are renamed after their content (equal ones merged), generated
+    nodes and values after their position in the graph, and initializers sorted by name:
+    none of these names carries meaning in ONNX."""
+    renamed = _content_names(graph)
+    nodes = 0
+    for i, node in enumerate(graph.node):
+        if m := GENERATED.fullmatch(node.name):
+            node.name = f"{m.group(1)}__n{i}"
+        for out in node.output:
+            if (m := GENERATED.fullmatch(out)) and out not in renamed:
+                renamed[out] = f"{m.group(1)}__v{nodes}{m.group(2) or ''}"
+                nodes += 1
+    for node in graph.node:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                field[i] = renamed.get(name, name)
+    for value in (*graph.value_info, *graph.input, *graph.output):
+        value.name = renamed.get(value.name, value.name)
+    unique: dict[str, Any] = {}
+    for t in graph.initializer:
+        name = renamed.get(t.name, t.name)
+        if name not in unique:
+            unique[name] = type(t)()
+            unique[name].CopyFrom(t)
+            unique[name].name = name
+    del graph.initializer[:]
+    graph.initializer.extend(unique[name] for name in sorted(unique))
+
+
+def _content_names(graph: Any) -> dict[str, str]:
+    """Generated initializer name -> a name from its content (equal constants, one name)."""
+    import hashlib
+
+    renamed: dict[str, str] = {}
+    for t in graph.initializer:
+        if GENERATED.fullmatch(t.name):
+            anonymous = type(t)()
+            anonymous.CopyFrom(t)
+            anonymous.name = ""
+            digest = hashlib.sha256(anonymous.SerializeToString(deterministic=True)).hexdigest()
+            renamed[t.name] = f"const_{digest[:16]}"
+    return renamed
 
 
 def nodes_for_layers(float_onnx: str | os.PathLike, layers: list[str]) -> list[str]:

@@ -15,10 +15,18 @@ disagrees with the model shows up here, not on the device.
 
 from edgecnn.parity.data import check_build, load_eval_data, stratified_limit
 from edgecnn.parity.evaluate import Thresholds, compare, evaluate, verdict
-from edgecnn.parity.report import TABLE_COLUMNS, findings_lines, markdown, table_rows
+from edgecnn.parity.report import (
+    DROP_NOTE,
+    TABLE_COLUMNS,
+    findings_lines,
+    markdown,
+    table_rows,
+    table_text,
+)
 from edgecnn.parity.run import run_parity
 
 __all__ = [
+    "DROP_NOTE",
     "TABLE_COLUMNS",
     "Thresholds",
     "check_build",
@@ -30,5 +38,6 @@ __all__ = [
     "run_parity",
     "stratified_limit",
     "table_rows",
+    "table_text",
     "verdict",
 ]

@@ -218,13 +218,15 @@ def evaluate_build(
     build_dir: str | os.PathLike, data: str | Dataset, split: str = "test",
     thresholds: Thresholds | None = None, limit: int | None = None, artifacts: list[str] | None = None,
     threads: int | None = None, progress: Callable[[str], None] | None = None,
+    other_data: bool = False,
 ) -> Evaluation:  # fmt: skip
-    """The reference and every (chosen) artifact on the same images, with verdicts."""
+    """The reference and every (chosen) artifact on the same images, with verdicts.
+    `other_data`: the data is meant to be another source than the training data's."""
     say = progress or (lambda msg: None)
     th = (thresholds or Thresholds()).check()
     build, manifest = check_build(build_dir)
     say("loading data")
-    ev = load_eval_data(manifest, data, split, limit)
+    ev = load_eval_data(manifest, data, split, limit, other_data)
     arts, skipped = _chosen(manifest, artifacts)
     say(f"float reference on {len(ev.y)} images")
     t0 = time.perf_counter()
@@ -243,6 +245,7 @@ def evaluate_build(
         predictions[art.path] = probs
     report = {
         "build": str(build.resolve()), "model": manifest.name or None, "data": ev.ds.name, "split": split,
+        "other_data": ev.other_data,
         "samples": int(len(ev.y)), "labels": list(manifest.labels),
         "thresholds": {"max_drop": th.max_drop, "min_agreement": th.min_agreement},
         "reference": reference, "artifacts": rows, "passed": all(r["passed"] for r in rows),

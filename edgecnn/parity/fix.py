@@ -46,7 +46,7 @@ def calibration(manifest: Manifest, data: str | Dataset) -> np.ndarray:
 
     args = manifest.split_args(data) if isinstance(data, str) else {}
     ds = (load_dataset(data, **args) if isinstance(data, str) else data).adapted(
-        tuple(manifest.input.shape)
+        tuple(manifest.input.shape), manifest.input.resize
     )
     n = int(manifest.optimization.get("calibration", {}).get("samples") or 200)
     return calibration_images(

@@ -13,7 +13,11 @@ REPORT_NAME = "parity.md"
 
 
 # "drop" is points of top-1 lost against the float reference: +0.50 means 0.5 points worse,
-# a negative drop means the artifact scored better. The Markdown header says the same.
+# a negative drop means the artifact scored better. Every table that shows it (the CLI's, the
+# run stage's, the Markdown report's, the README's) says so in its header.
+DROP_NOTE = (
+    "drop: top-1 points lost vs the float reference (+0.50 = half a point worse, - = better)"
+)
 TABLE_COLUMNS = [
     "artifact",
     "top1",
@@ -58,6 +62,22 @@ def table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def other_data_line(report: dict[str, Any]) -> str:
+    """What a report on another source than the training data's says about it."""
+    o = report["other_data"]
+    return (
+        f"Evaluated on {o['evaluated_on']}, not on {o['trained_on']} (the training data): "
+        "the figures measure the model on another source, as asked (--other-data)"
+    )
+
+
+def table_text(report: dict[str, Any]) -> str:
+    """The artifact table with the sign convention of its drop column above it."""
+    from edgecnn.tables import format_table
+
+    return DROP_NOTE + "\n" + format_table(table_rows(report), TABLE_COLUMNS)
+
+
 def findings_lines(report: dict[str, Any]) -> list[str]:
     """Plain-words lines for failing artifacts (reasons, recognised causes, worst layers)."""
     out = []
@@ -92,8 +112,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"Data: `{report['data']}` {report['split']} split, {report['samples']} images. "
         f"Thresholds: top-1 drop <= {th['max_drop']:g} points, agreement >= {th['min_agreement']:.0%}. "
         f"Result: **{'PASS' if report['passed'] else 'FAIL'}**.",
+        *(["", f"**{other_data_line(report)}**"] if report.get("other_data") else []),
         "",
-        "| artifact | top-1 | top-5 | drop (pts) | agreement | mean KL | max abs dp | verdict |",
+        "| artifact | top-1 | top-5 | drop (pts lost; + = worse) | agreement | mean KL | max abs dp | verdict |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for t in table_rows(report):

@@ -16,7 +16,7 @@ from edgecnn.parity.report import REPORT_NAME, write_reports
 def run_parity(
     build_dir: str | os.PathLike, data: str | Dataset, split: str = "test", max_drop: float = 1.0,
     min_agreement: float = 0.98, report: str | os.PathLike | None = None, limit: int | None = None,
-    fix: bool = False, progress: Callable[[str], None] | None = None,
+    fix: bool = False, progress: Callable[[str], None] | None = None, other_data: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Writes `report` (Markdown; default BUILD_DIR/parity.md), the JSON beside it and
     confusion PNGs in a `parity/` folder next to it. Returns the report dict (`passed`,
@@ -25,8 +25,9 @@ def run_parity(
     md = Path(report) if report else Path(build_dir) / REPORT_NAME
     plots = md.parent / "parity"
     e = evaluate_build(
-        build_dir, data, split, Thresholds(max_drop, min_agreement), limit, progress=progress
-    )
+        build_dir, data, split, Thresholds(max_drop, min_agreement), limit, progress=progress,
+        other_data=other_data,
+    )  # fmt: skip
     finish(e, plots, diagnose=True, progress=progress)
     if fix and not e.report["passed"]:
         from edgecnn.parity.fix import fix_build

@@ -15,7 +15,6 @@ from typing import Any
 
 from edgecnn.errors import BadInput, CheckFailed
 from edgecnn.recipe.schema import Recipe
-from edgecnn.tables import format_table
 
 StageFn = Callable[[Recipe, Path, dict[str, Any]], dict[str, Any]]
 
@@ -39,7 +38,7 @@ def stage_convert(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str,
 
     report = convert_from_recipe(recipe, state["model_dir"], out / "build")
     state["build_dir"] = out / "build"
-    sizes = ", ".join(f"{r['artifact']} {r['size'] / 1024:.0f} KiB" for r in report["artifacts"])
+    sizes = ", ".join(f"{r['artifact']} {r['size'] / 1e6:.3f} MB" for r in report["artifacts"])
     return {
         "result": f"{len(report['artifacts'])} artifacts in {out / 'build'}: {sizes}",
         "details": report,
@@ -48,6 +47,7 @@ def stage_convert(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str,
 
 def stage_tune(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     """Search (resuming the recipe's study when it exists); the best build feeds what follows."""
+    from edgecnn.tables import format_table
     from edgecnn.tune import TuneOptions, tune
     from edgecnn.tune.report import TABLE_COLUMNS
 
@@ -69,12 +69,12 @@ def parity_line(report: dict[str, Any]) -> str:
     verdict = "pass" if report.get("passed") else "FAIL"
     return (
         f"{verdict}: {len(rows)} artifacts vs float top-1 {report['reference']['top1']:.2%}, "
-        f"worst drop {worst:.2f} pts, min agreement {agree:.2%}"
+        f"worst drop {worst:+.2f} pts (+ = worse), min agreement {agree:.2%}"
     )
 
 
 def stage_parity(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, Any]:
-    from edgecnn.parity import TABLE_COLUMNS, run_parity, table_rows
+    from edgecnn.parity import run_parity, table_text
 
     p = recipe["parity"]
     build = state["build_dir"]
@@ -87,7 +87,7 @@ def stage_parity(recipe: Recipe, out: Path, state: dict[str, Any]) -> dict[str, 
         "status": "ok" if report["passed"] else "failed",
         "result": parity_line(report),
         "details": report,
-        "table": format_table(table_rows(report), TABLE_COLUMNS),
+        "table": table_text(report),
     }
 
 

@@ -34,6 +34,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "model": {
         "arch": ((str,), "cnn_mnist"),
         "input_size": ((int,), None),
+        "resize": ((str,), None),  # stretch | crop | letterbox (manifest input.resize)
         "weights": ((str,), "none"),
         "alpha": (_NUM, 1.0),
         "head": ((str,), "avg"),
@@ -51,6 +52,10 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "rotation": (_NUM, 0.0),
         "shift": (_NUM, 0.0),
         "zoom": (_NUM, 0.0),
+        "brightness": (_NUM, 0.0),
+        "contrast": (_NUM, 0.0),
+        "blur": (_NUM, 0.0),  # sigma in pixels
+        "noise": (_NUM, 0.0),  # standard deviation in pixel levels (0-255)
         "fine_tune_layers": ((int,), 0),
         "fine_tune_epochs": ((int,), 0),
         "fine_tune_learning_rate": (_NUM, 1e-5),

@@ -31,7 +31,7 @@ from edgecnn.quiet import native_info_filtered
 EDGETPU_LIB = "libedgetpu.so.1"
 EDGETPU_INSTALL = "sudo apt-get install libedgetpu1-std (Coral apt repo)"
 LITERT_INSTALL = "pip install 'edgecnn[device]' (or: pip install ai-edge-litert)"
-ORT_INSTALL = "pip install onnxruntime"
+ORT_INSTALL = "pip install 'edgecnn[onnx]' (or: pip install onnxruntime)"
 TFLITE_MODULES = {
     "litert": "ai_edge_litert.interpreter",
     "tflite_runtime": "tflite_runtime.interpreter",

@@ -17,7 +17,7 @@ from typing import Any
 
 from edgecnn.errors import BadInput
 from edgecnn.manifest import Artifact, Quantization, TensorSpec
-from edgecnn.runtime import backends, macs, opgraph, validate
+from edgecnn.runtime import artifact_ops, backends, macs, opgraph, validate
 from edgecnn.runtime.backends import Backend, TensorInfo
 
 PRECISIONS = ("float32", "float16", "dynamic", "int8")
@@ -37,6 +37,7 @@ class ArtifactFormat:
     opener: Opener  # (model bytes, name, backend, threads) -> Backend
     layers: Callable[[bytes], list[dict[str, Any]]]  # per-op MACs
     ops: Callable[[bytes], list[opgraph.Op]]  # operators as the latency model sees them
+    inspect_ops: Callable[[bytes], list[dict[str, Any]]]  # per-op rows for `edgecnn inspect`
     on_cpu: bool = True  # False: needs its accelerator; `cpu_twin` runs instead
     cpu_twin: str | None = None  # the format of the same model for a plain CPU
     accelerator_problem: Callable[[], str | None] | None = None  # why the accelerator is absent
@@ -85,21 +86,21 @@ FORMATS: dict[str, ArtifactFormat] = {
         name="tflite", title="TFLite", suffix=".tflite", precisions=PRECISIONS,
         backends=("litert", "tflite_runtime", "edgetpu"), rank=0,
         check=validate.check_tflite_bytes, opener=_open_tflite, layers=macs.tflite_layers,
-        ops=opgraph.tflite_ops,
+        ops=opgraph.tflite_ops, inspect_ops=artifact_ops.tflite_ops,
         tpu_ready_int8=True, tensor_debug=True,
     ),
     "edgetpu": ArtifactFormat(
         name="edgetpu", title="Edge TPU", suffix="_edgetpu.tflite", precisions=("int8",),
         backends=("edgetpu", "litert", "tflite_runtime"), rank=1,
         check=validate.check_tflite_bytes, opener=_open_edgetpu, layers=macs.tflite_layers,
-        ops=opgraph.tflite_ops,
+        ops=opgraph.tflite_ops, inspect_ops=artifact_ops.tflite_ops,
         on_cpu=False, cpu_twin="tflite", accelerator_problem=backends.edgetpu_library_error,
         tpu_ready_int8=True,
     ),
     "onnx": ArtifactFormat(
         name="onnx", title="ONNX", suffix=".onnx", precisions=("float32", "int8"), backends=("onnxruntime",),
         rank=2, check=validate.check_onnx_bytes, opener=_open_onnx, layers=macs.onnx_layers,
-        ops=opgraph.onnx_ops,
+        ops=opgraph.onnx_ops, inspect_ops=artifact_ops.onnx_ops,
         inner_input_quant=lambda model: _onnx_graph().input_quantization(model),
         io_quant=lambda model: _onnx_graph().integer_io_quantization(model),
     ),

@@ -23,8 +23,15 @@ def _prod(shape: Any) -> int:
     return int(np.prod([max(int(v), 1) for v in shape])) if len(shape) else 1
 
 
+# Arithmetic that is not a multiply-accumulate (one op per output value), counted apart so
+# that MACs mean the same in every reader: convolutions and matrix products only, biases and
+# activations not counted (as edgecnn.zoo.cost counts them for Keras).
+TFLITE_OTHER_OPS = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "ADD", "MUL", "SUB")
+ONNX_OTHER_OPS = ("AveragePool", "MaxPool", "GlobalAveragePool", "ReduceMean", "Add", "Mul", "Sub")
+
+
 def tflite_layers(model: bytes) -> list[dict[str, Any]]:
-    """[{op, macs, output}] for every operator of a validated .tflite (batch 1)."""
+    """[{op, macs, ops, output}] for every operator of a validated .tflite (batch 1)."""
     from edgecnn.runtime.backends import tflite_interpreter
 
     it, _ = tflite_interpreter(model, allocate=False)
@@ -49,14 +56,25 @@ def tflite_layers(model: bytes) -> list[dict[str, Any]]:
             macs = _prod(shapes.get(ins[2], [])) * (w[1] * w[2] * w[0] if len(w) == 4 else 1)
         elif name == "BATCH_MATMUL" and len(w) >= 2:
             macs = out_elems * w[-2]
-        elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "ADD", "MUL", "SUB"):
-            macs = out_elems  # one op per output value: small but not free
-        layers.append({"op": name, "macs": int(macs), "output": out_shape})
+        other = out_elems if name in TFLITE_OTHER_OPS else 0
+        layers.append({"op": name, "macs": int(macs), "ops": int(other), "output": out_shape})
     return layers
 
 
+def _matmul_macs(node: Any, w: list[int], out_shape: list[int]) -> int:
+    """MatMul/Gemm against a 2-D weight: rows x K x N. The rows come from the output shape
+    when shape inference found it (tf2onnx leaves some unnamed), else one row (batch 1)."""
+    trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+    k, n = (w[1], w[0]) if trans_b else (w[0], w[1])
+    rows = _prod(out_shape) // n if out_shape and _prod(out_shape) >= n else 1
+    return rows * k * n
+
+
 def onnx_layers(model: bytes) -> list[dict[str, Any]]:
-    """Same for ONNX (Conv, Gemm, MatMul), using the `onnx` package's shape inference."""
+    """Same for ONNX (Conv, Gemm, MatMul), using the `onnx` package's shape inference.
+
+    Counts the same MACs as `tflite_layers` for the same model (tests/test_numbers.py), so
+    an estimate does not depend on which reader a venv has."""
     try:
         import onnx
         from onnx import numpy_helper, shape_inference
@@ -86,6 +104,9 @@ def onnx_layers(model: bytes) -> list[dict[str, Any]]:
             w = shapes.get(wi, w)
             macs = out_elems * w[1] * w[2] * w[3]
         elif node.op_type in ("Gemm", "MatMul", "MatMulInteger") and len(w) == 2:
-            macs = out_elems * w[0]
-        layers.append({"op": node.op_type, "macs": int(macs), "output": out_shape})
+            macs = _matmul_macs(node, w, out_shape)
+        other = out_elems if node.op_type in ONNX_OTHER_OPS else 0
+        layers.append(
+            {"op": node.op_type, "macs": int(macs), "ops": int(other), "output": out_shape}
+        )
     return layers

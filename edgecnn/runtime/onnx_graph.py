@@ -31,7 +31,7 @@ def load_graph(model: bytes) -> Any:
         raise BadInput(f"not a readable ONNX model: {str(e).splitlines()[0][:120]}") from None
 
 
-def _constants(g: Any) -> dict[str, np.ndarray]:
+def constants(g: Any) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
@@ -53,7 +53,7 @@ def _qparams(node: Any, consts: dict[str, np.ndarray]) -> Quant | None:
 def integer_io_quantization(model: bytes) -> tuple[dict[str, Quant], dict[str, Quant]]:
     """{input name: quant}, {output name: quant} for the graph's integer inputs and outputs."""
     g = load_graph(model)
-    consts = _constants(g)
+    consts = constants(g)
     consumers: dict[str, list[Any]] = {}
     producer: dict[str, Any] = {}
     for node in g.node:
@@ -86,7 +86,7 @@ def integer_io_quantization(model: bytes) -> tuple[dict[str, Quant], dict[str, Q
 def input_quantization(model: bytes) -> Quant | None:
     """{dtype, scale, zero_point} of the QuantizeLinear that first reads the float input."""
     g = load_graph(model)
-    consts = _constants(g)
+    consts = constants(g)
     name = g.input[0].name
     for node in g.node:
         if node.op_type == "QuantizeLinear" and node.input[0] == name:

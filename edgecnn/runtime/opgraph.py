@@ -30,6 +30,9 @@ KINDS = (
     "other",  # concatenation, pad, resize, ...
 )
 FREE = "free"  # reshapes and the like: no kernel runs
+# The kinds whose `macs` are multiply-accumulates; the others' count one op per output value
+# (the latency model's work), which is not what a MAC total means.
+MAC_KINDS = ("conv1x1", "conv", "dwconv", "fc")
 TFLITE_KINDS = {
     "ADD": "eltwise", "MUL": "eltwise", "SUB": "eltwise", "DIV": "eltwise", "MAXIMUM": "eltwise",
     "MINIMUM": "eltwise", "HARD_SWISH": "eltwise", "LOGISTIC": "eltwise", "RELU": "eltwise",
@@ -164,21 +167,36 @@ def _onnx_op(
                 kind, t, out_elems * w[1] * w[2] * w[3], in_elems, out_elems, w_elems, elem, w[0]
             )
     if t in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul"):
-        w = next((shapes[i] for i in node.input if i in consts and len(shapes.get(i, [])) == 2), [])
+        w = _matmul_weight(node, shapes, consts)
         if w:
-            units = out_elems
-            return Op(
-                "fc",
-                t,
-                units * (w[0] if w[1] == units else w[1]),
-                in_elems,
-                out_elems,
-                w_elems,
-                elem,
-                units,
-            )
+            k, units = w
+            rows = max(1, out_elems // units) if outs and shapes.get(outs[0]) else 1
+            return Op("fc", t, rows * k * units, in_elems, rows * units, w_elems, elem, units)
     kind = ONNX_KINDS.get(t, "other")
     return Op(kind, t, out_elems if kind != FREE else 0, in_elems, out_elems, w_elems, elem)
+
+
+def _matmul_weight(
+    node: Any, shapes: dict[str, list[int]], consts: set[str]
+) -> tuple[int, int] | None:
+    """(K, N) of a MatMul/Gemm's 2-D weight: an initializer, or (int8 QDQ) the output of the
+    DequantizeLinear that reads one. tf2onnx leaves some MatMul outputs without a shape, so
+    the units come from the weight, not the output."""
+    idx = 3 if node.op_type == "QLinearMatMul" else 1
+    name = node.input[idx] if len(node.input) > idx else ""
+    w = shapes.get(name, [])
+    if len(w) != 2:
+        w = next((shapes[i] for i in node.input if i in consts and len(shapes.get(i, [])) == 2), [])
+    if len(w) != 2:
+        return None
+    trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+    return (w[1], w[0]) if trans_b else (w[0], w[1])
+
+
+def multiply_accumulates(ops: list[Op]) -> int:
+    """The MACs of convolutions and matrix products, the figure `inspect` and bench report:
+    the same for an ONNX artifact and its TFLite twin (tests/test_newuser.py)."""
+    return int(sum(op.macs for op in ops if op.kind in MAC_KINDS))
 
 
 def onnx_ops(model: bytes) -> list[Op]:

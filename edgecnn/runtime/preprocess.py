@@ -2,9 +2,10 @@
 
 Everything comes from the manifest (input shape, color order, pixel range) and
 the artifact's input quantization, so host and device cannot disagree about
-normalization. Frames are resized by `edgecnn.runtime.resize` (antialiased, as
-`edgecnn.data.adapt_images` resizes training images) and converted to gray with
-ITU-R 601-2 luma, so images seen in training and on the device are alike.
+normalization. Frames are fitted by the manifest's resize mode, resized by
+`edgecnn.runtime.resize` (antialiased) and converted to gray with ITU-R 601-2 luma;
+`edgecnn.data.adapt_images` fits training images with `fit_image` itself, so images seen
+in training and on the device are alike.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInput
+from edgecnn.manifest import RESIZE_MODES
 from edgecnn.runtime.resize import resize_frame
 
+LETTERBOX_FILL = 0  # black bars: the background of MNIST-like data, and what Edge Impulse pads
 Prediction = namedtuple("Prediction", ["index", "label", "score"])
 
 
@@ -59,20 +62,43 @@ def centre_crop(arr: np.ndarray, aspect: float) -> np.ndarray:
     return arr[(ih - ch) // 2 : (ih - ch) // 2 + ch]
 
 
+def letterbox(arr: np.ndarray, h: int, w: int, fill: int = LETTERBOX_FILL) -> np.ndarray:
+    """The whole frame scaled to fit inside h x w (aspect kept), centred on `fill` padding."""
+    ih, iw = arr.shape[:2]
+    scale = min(h / ih, w / iw)
+    nh, nw = max(1, min(h, round(ih * scale))), max(1, min(w, round(iw * scale)))
+    inner = resize_frame(arr, (nw, nh))
+    out = np.full((h, w, arr.shape[2]), fill, dtype=np.uint8)
+    top, left = (h - nh) // 2, (w - nw) // 2
+    out[top : top + nh, left : left + nw] = inner
+    return out
+
+
+def aspect_mismatch(frame_hw: tuple[int, int], spec_hw: tuple[int, int], tol: float = 0.02) -> bool:
+    """True when a frame's width/height differs from the model's by more than `tol` (2%)."""
+    fa, ma = frame_hw[1] / frame_hw[0], spec_hw[1] / spec_hw[0]
+    return abs(fa / ma - 1.0) > tol
+
+
 def fit_image(
     arr: np.ndarray, shape: tuple[int, int, int], color_order: str = "RGB", resize: str = "stretch"
 ) -> np.ndarray:
-    """Resize (bilinear) and convert channels to the model's HxWxC.
+    """Resize (`edgecnn.runtime.resize`) and convert channels to the model's HxWxC.
 
-    `resize="crop"` first takes the centred window of the model's aspect, so a
-    4:3 camera frame is not squashed into a square model (ImageNet classifiers
-    are trained on centre crops); "stretch" resizes the whole frame.
+    The three modes of `edgecnn.manifest.RESIZE_MODES` (Edge Impulse's squash / fit shortest /
+    fit longest): "stretch" resizes the whole frame, squashing a 4:3 frame into a square
+    model; "crop" first takes the centred window of the model's aspect (ImageNet classifiers
+    are trained on centre crops); "letterbox" keeps the whole frame and its aspect, padding
+    the rest with black. Training images go through the same function (`adapt_images`).
     """
     h, w, c = shape
-    if resize == "crop" and arr.shape[:2] != (h, w):
-        arr = centre_crop(arr, w / h)
+    if resize not in RESIZE_MODES:
+        raise BadInput(f"unknown resize mode {resize!r}; choose one of: {', '.join(RESIZE_MODES)}")
+    if arr.shape[:2] != (h, w):
+        if resize == "crop":
+            arr = centre_crop(arr, w / h)
+        arr = letterbox(arr, h, w) if resize == "letterbox" else resize_frame(arr, (w, h))
     ic = arr.shape[2]
-    arr = resize_frame(arr, (w, h))
     if ic == 1 and c == 3:
         arr = np.repeat(arr, 3, axis=-1)
     elif ic == 3 and c == 1:

@@ -7,6 +7,8 @@ LiteRT / ONNX Runtime, Pillow (lazily); never TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import time
 import warnings
@@ -16,12 +18,20 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import BadInput
-from edgecnn.manifest import MANIFEST_NAME, Artifact, InputSpec, Manifest, load_manifest
+from edgecnn.manifest import (
+    MANIFEST_NAME,
+    RESIZE_MODES,
+    Artifact,
+    InputSpec,
+    Manifest,
+    load_manifest,
+)
 from edgecnn.runtime import formats
 from edgecnn.runtime.backends import Backend, read_model_bytes
 from edgecnn.runtime.preprocess import (
     InputQuantizer,
     Prediction,
+    aspect_mismatch,
     dequantize,
     fit_image,
     to_uint8_image,
@@ -29,16 +39,38 @@ from edgecnn.runtime.preprocess import (
 )
 
 BATCH_CHUNK = 64
+log = logging.getLogger("edgecnn.runtime")
 
 
 def _not_a_build(build: Path) -> str:
     """Why a directory with a manifest but no artifacts is not a build, and what to run."""
     if (build / "model.keras").is_file():
         return (
-            f"{build} is a training directory (model.keras, no artifacts); convert it first: "
+            f"{build} is a training directory (a model.keras, no artifacts), not a build; "
+            "convert it first: "
             f"edgecnn convert {build} --data DATA --out BUILD_DIR"
         )
     return f"{build / MANIFEST_NAME} lists no artifacts; build them with edgecnn convert"
+
+
+def load_build(path: str | os.PathLike) -> tuple[Path, Manifest]:
+    """(build dir, manifest) for a path that must be a build; a Keras model or a training
+    directory given instead gets an error that says what it is and to convert it first."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"{p} does not exist")
+    if p.is_file() and p.suffix in (".keras", ".h5"):
+        raise BadInput(
+            f"{p} is a Keras model, not a build; convert it first: "
+            f"edgecnn convert {p} --data DATA --out BUILD_DIR"
+        )
+    build = p if p.is_dir() else p.parent
+    if not (build / MANIFEST_NAME).is_file() and (build / "model.keras").is_file():
+        raise BadInput(_not_a_build(build))
+    manifest = load_manifest(build)
+    if not manifest.artifacts:
+        raise BadInput(_not_a_build(build))
+    return build, manifest
 
 
 def resolve(
@@ -46,17 +78,7 @@ def resolve(
 ) -> tuple[Path, Manifest, Artifact]:
     """(build dir, manifest, artifact) for a build dir, a manifest or an artifact file."""
     p = Path(path)
-    if not p.exists():
-        raise BadInput(f"{p} does not exist")
-    build = p if p.is_dir() else p.parent
-    if p.is_file() and p.suffix == ".keras":
-        raise BadInput(
-            f"{p} is a Keras model, not a build; convert it first: "
-            f"edgecnn convert {p} --data DATA --out BUILD_DIR"
-        )
-    manifest = load_manifest(build)
-    if not manifest.artifacts:
-        raise BadInput(_not_a_build(build))
+    build, manifest = load_build(p)
     if p.is_dir() or p.name == MANIFEST_NAME:
         return build, manifest, formats.select_artifact(manifest.artifacts, artifact)
     art = manifest.by_path(p)
@@ -84,6 +106,14 @@ def accelerator_fallback(manifest: Manifest, art: Artifact, backend: str) -> Art
         stacklevel=3,
     )
     return twin
+
+
+def _with_resize(spec: InputSpec, resize: str | None) -> InputSpec:
+    if resize is None or resize == spec.resize:
+        return spec
+    if resize not in RESIZE_MODES:
+        raise BadInput(f"unknown resize mode {resize!r}; choose one of: {', '.join(RESIZE_MODES)}")
+    return dataclasses.replace(spec, resize=resize)
 
 
 def _check_spec(spec: InputSpec) -> None:
@@ -122,7 +152,8 @@ class Runner:
     """A loaded classifier: `classify(image)` for cameras, `predict_batch(x)` for parity.
 
     `manifest=` runs an artifact of a build whose manifest is not on disk yet (convert
-    measures each artifact before it writes manifest.json).
+    measures each artifact before it writes manifest.json). `resize=` overrides the
+    manifest's resize mode for camera frames (`serve --resize`).
     """
 
     def __init__(
@@ -133,6 +164,7 @@ class Runner:
         artifact: str | None = None,
         verify: bool = True,
         manifest: Manifest | None = None,
+        resize: str | None = None,
     ) -> None:
         t0 = time.perf_counter()
         formats.check_backend(backend)
@@ -147,8 +179,9 @@ class Runner:
         self.path = art.file(self.build_dir)
         self.name: str = self.manifest.name or self.build_dir.name
         self.labels: list[str] = list(self.manifest.labels)
-        self.input_spec: InputSpec = self.manifest.input
+        self.input_spec: InputSpec = _with_resize(self.manifest.input, resize)
         _check_spec(self.input_spec)
+        self._frame_shapes_seen: set[tuple[int, int]] = set()
         model = self._model_bytes(verify)
         self.backend: Backend = self.format.open(model, art.name, backend, threads)
         self.backend_name = self.backend.name
@@ -180,8 +213,24 @@ class Runner:
     def preprocess(self, image: Any) -> np.ndarray:
         """One image (any size, gray/RGB/RGBA, uint8 or PIL) -> one model-ready example."""
         spec = self.input_spec
-        arr = fit_image(to_uint8_image(image), tuple(spec.shape), spec.color_order, spec.resize)
+        arr = to_uint8_image(image)
+        self._check_aspect(arr.shape[:2])
+        arr = fit_image(arr, tuple(spec.shape), spec.color_order, spec.resize)
         return self.to_model(arr[None])[0]
+
+    def _check_aspect(self, hw: tuple[int, int]) -> None:
+        """Warn once per frame size when "stretch" would squash it (a 4:3 camera, a square
+        model): accuracy drops silently otherwise."""
+        if hw in self._frame_shapes_seen:
+            return
+        self._frame_shapes_seen.add(hw)
+        spec = self.input_spec
+        if spec.resize == "stretch" and aspect_mismatch(hw, tuple(spec.shape[:2])):
+            log.warning(
+                "frames are %dx%d but %s takes %dx%d and resizes by 'stretch', which squashes "
+                "them; train with --resize crop or letterbox, or serve --resize crop",
+                hw[1], hw[0], self.name, spec.shape[1], spec.shape[0],
+            )  # fmt: skip
 
     def to_model(self, x: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) at the model's size -> the input tensor (dtype, layout)."""
