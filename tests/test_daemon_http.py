@@ -177,6 +177,12 @@ def test_healthz_and_metrics(served):
         s for s in fams["edgecnn_inference_latency_seconds"].samples if s.name.endswith("_count")
     ]
     assert count[0].value > 0
+    # the frame-to-answer path by stage, one histogram per stage, one sample per frame
+    stage_counts = {s.labels["stage"]: s.value for s in fams["edgecnn_frame_stage_seconds"].samples
+                    if s.name.endswith("_count")}  # fmt: skip
+    assert set(stage_counts) == {"preprocess", "inference", "postprocess", "frame_age"}
+    assert min(stage_counts.values()) > 0
+    assert max(stage_counts.values()) - min(stage_counts.values()) <= 1  # a frame mid-update
 
 
 @pytest.mark.parametrize(

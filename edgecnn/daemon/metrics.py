@@ -133,12 +133,26 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
             registry=self.registry,
         )
+        # The frame-to-answer path by stage, as `bench --frame` times it on the host:
+        # preprocess = resize, colour and quantize; inference = invoke and dequantize;
+        # postprocess = smoothing and top-k; frame_age = capture to answer.
+        self.stages = Histogram(
+            "edgecnn_frame_stage_seconds",
+            "Time per frame in each stage of the frame-to-answer path",
+            ["stage"],
+            buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0),
+            registry=self.registry,
+        )
         self.requests = Counter(
             "edgecnn_http_requests",
             "HTTP requests by route, method and status",
             ["route", "method", "code"],
             registry=self.registry,
         )
+
+    def observe_stages(self, seconds: dict[str, float]) -> None:
+        for stage, v in seconds.items():
+            self.stages.labels(stage=stage).observe(v)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -383,6 +383,7 @@ class InferenceWorker(threading.Thread):
         smooth: int = 1,
         listeners: list[Callable[[Result], None]] | None = None,
         latency_observer: Callable[[float], None] | None = None,
+        stage_observer: Callable[[dict[str, float]], None] | None = None,
     ) -> None:
         super().__init__(name="edgecnn-inference", daemon=True)
         self.holder = holder
@@ -394,6 +395,7 @@ class InferenceWorker(threading.Thread):
         self.smoother = Smoother(smooth)
         self.listeners = listeners or []
         self.latency_observer = latency_observer
+        self.stage_observer = stage_observer
         self.latest: Result | None = None
         self.cond = threading.Condition()
         self.alive_t = time.monotonic()
@@ -428,12 +430,11 @@ class InferenceWorker(threading.Thread):
                 dt * 1e3,
             )
             res.frame = frame.image
-            self.stages.add(
-                preprocess=pre_s,
-                inference=run_s,
-                postprocess=time.perf_counter() - t_post,
-                frame_age=time.monotonic() - frame.t,
-            )
+            stages = {"preprocess": pre_s, "inference": run_s,
+                      "postprocess": time.perf_counter() - t_post, "frame_age": time.monotonic() - frame.t}  # fmt: skip
+            self.stages.add(**stages)
+            if self.stage_observer:
+                self.stage_observer(stages)
             self.history.add(res.time, res.label, res.score)
             self.c.inferences += 1
             self.c.latency_sum += dt

@@ -147,6 +147,7 @@ class Daemon:
             opts.smooth,
             listeners=listeners,  # type: ignore[arg-type]
             latency_observer=self.metrics.latency.observe,
+            stage_observer=self.metrics.observe_stages,
         )
         self.capture = CaptureWorker(
             self.source,
@@ -299,7 +300,9 @@ class Daemon:
         fps = self.counters.fps()
         return self.jpeg_cache.get(
             res.seq,
-            lambda: annotate(res.frame, res.top_k, fps, res.model, self.threshold, self.opts.overlay),
+            lambda: annotate(
+                res.frame, res.top_k, fps, res.model, self.threshold, self.opts.overlay
+            ),
         )
 
     # -- lifecycle -----------------------------------------------------------
