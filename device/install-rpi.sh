@@ -64,6 +64,9 @@ if dpkg -s python3-picamera2 >/dev/null 2>&1 && ! "$ROOT/venv/bin/python" -c "im
 fi
 if id "$DEPLOY_USER" >/dev/null 2>&1; then
   chown -R "$DEPLOY_USER:$DEPLOY_USER" "$ROOT/models"
+  # `edgecnn collect` logs in as the deploy user: it reads (and with --delete removes) the
+  # daemon's captures in /var/lib/edgecnn/captures, group edgecnn.
+  usermod -aG edgecnn "$DEPLOY_USER"
 fi
 
 echo "== config and unit"

@@ -95,7 +95,7 @@ PAGE = """<!doctype html>
  #err{color:#f66}
 </style></head>
 <body>
-<div id="meta">model <b id="model">?</b> version <b id="version">?</b> &middot; <span id="fps">0</span> fps &middot; top: <b id="top">-</b> <span id="err"></span></div>
+<div id="meta">model <b id="model">?</b> version <b id="version">?</b> &middot; <span id="fps">0</span> fps &middot; top: <b id="top">-</b> <span id="caps"></span> <span id="err"></span></div>
 <div id="wrap"><img id="video" alt="live stream (top-k drawn over the video)"></div>
 <div id="bars"></div>
 <script>
@@ -118,6 +118,8 @@ async function poll() {
     if (j.model) { document.getElementById("model").textContent = j.model.name;
                    document.getElementById("version").textContent = j.model.version; }
     document.getElementById("fps").textContent = (j.fps || 0).toFixed(1);
+    if (j.captures !== null && j.captures !== undefined)
+      document.getElementById("caps").textContent = "\u00b7 " + j.captures + " captured";
     const p = j.prediction;
     const bars = document.getElementById("bars");
     bars.replaceChildren();
@@ -221,6 +223,7 @@ class Handler(BaseHTTPRequestHandler):
                 "/api/predictions": self.predictions,
                 "/healthz": self.healthz,
                 "/metrics": self.metrics,
+                "/api/captures": self.captures,
             }
         )
 
@@ -262,8 +265,20 @@ class Handler(BaseHTTPRequestHandler):
                 "fps": round(self.app.counters.fps(), 2),
                 "source": self.app.source_status(),
                 "prediction": res.to_json() if res else None,
+                "captures": self.app.capture_store.stats.saved if self.app.capture_store else None,
             },
         )
+        return 200
+
+    def captures(self, query: dict[str, list[str]]) -> int:
+        store = self.app.capture_store
+        if store is None:
+            raise HTTPError(404, "capture is off (serve --capture-dir DIR)")
+        try:
+            limit = min(1000, max(0, int(query.get("limit", ["100"])[0])))
+        except ValueError:
+            raise HTTPError(400, "limit must be an integer") from None
+        self._json(200, store.listing(limit))
         return 200
 
     def predict(self, query: dict[str, list[str]]) -> int:

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from edgecnn.daemon import systemd
+from edgecnn.daemon.capture import CaptureCollector, attach_capture
 from edgecnn.daemon.config import ServeOptions
 from edgecnn.daemon.http import DaemonHTTPServer, start_http
 from edgecnn.daemon.jsonlog import JsonLinesLog
@@ -69,6 +70,7 @@ class Daemon:
         self.stream_slots = threading.BoundedSemaphore(max(1, opts.stream_clients))
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
+        self.capture_store = attach_capture(self, opts)  # before the model: a bad dir fails first
         self.holder = ModelHolder(opts.model, opts.backend, opts.artifact, opts.threads)
         h, w, _ = self.holder.get().shape
         self.source = make_source(
@@ -81,6 +83,8 @@ class Daemon:
         self.counters = Counters()
         self.slot = LatestSlot(depth=4 if opts.sync else 1)
         self.metrics = Metrics(self.snapshot)
+        if self.capture_store:
+            self.metrics.registry.register(CaptureCollector(self.capture_store))
         self.jpeg_cache = JpegCache()
         self.jsonlog = (
             JsonLinesLog(opts.log_file, opts.log_max_bytes, opts.log_backups)
@@ -100,7 +104,7 @@ class Daemon:
                 username=opts.mqtt_username,
                 password=opts.mqtt_password(),
             )
-        listeners = [x for x in (self.jsonlog, self.mqtt) if x is not None]
+        listeners = [x for x in (self.jsonlog, self.mqtt, self.capture_store) if x is not None]
         self.worker = InferenceWorker(
             self.holder,
             self.slot,
@@ -167,6 +171,9 @@ class Daemon:
             "fps": round(c.fps(), 2),
             "uptime_s": round(time.monotonic() - c.started, 1),
             "last_reload_error": self.holder.last_reload_error,
+            # A full capture disk is reported, not a degradation: classification goes on.
+            "capture": self.capture_store.status() if self.capture_store else None,
+            "warnings": self.capture_store.warnings() if self.capture_store else [],
         }
 
     # -- lifecycle -----------------------------------------------------------
@@ -199,6 +206,8 @@ class Daemon:
         self.server, _ = start_http(self, self.opts.host, self.opts.port)
         if self.mqtt:
             self.mqtt.start()
+        if self.capture_store:
+            self.capture_store.start()
         self.worker.start()
         self.capture.start()
         m = self.holder.get()
@@ -275,6 +284,9 @@ class Daemon:
                 log.warning("MQTT stop: %s", e)
         self.worker.join(timeout=1.0)
         self.capture.join(timeout=0.5)
+        if self.capture_store:
+            self.capture_store.drain(timeout=3.0)
+            self.capture_store.stop()
         if self.jsonlog:
             self.jsonlog.event(
                 "stop", frames=self.counters.frames, inferences=self.counters.inferences
