@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgecnn.deploy_health import after_switch, rollback_host
 from edgecnn.errors import BadInput, EdgeCNNError
 from edgecnn.fsutil import sha256_file
 from edgecnn.manifest import LABELS_NAME, MANIFEST_NAME, load_manifest
@@ -46,6 +47,8 @@ class DeployOptions:
     systemctl: str = "systemctl"
     connect_timeout: float = 10.0
     timeout: float = 300.0
+    health_url: str = "auto"  # checked on the device after the switch (deploy_health)
+    health_timeout: float = 30.0
 
 
 @dataclass
@@ -68,6 +71,8 @@ class HostResult:
     files: int = 0
     bytes: int = 0
     service: str = "-"
+    health: str = "-"
+    previous: str = ""  # the version rolled back to
     seconds: float = 0.0
     error: str = ""
     steps: list[str] = field(default_factory=list)
@@ -95,6 +100,10 @@ def make_bundle(build_dir: str | Path) -> Bundle:
     if not build.is_dir():
         raise BadInput(f"{build} is not a build directory")
     manifest = load_manifest(build)
+    gate = manifest.model_field("gate")
+    if gate.get("passed") is False:  # `edgecnn retrain` recorded a failed gate
+        why = "; ".join(gate.get("reasons") or []) or "see its retrain.md"
+        raise BadInput(f"{build} failed its retrain gate ({why}); refusing to deploy it")
     files: dict[str, Path] = {MANIFEST_NAME: build / MANIFEST_NAME}
     if (build / LABELS_NAME).is_file():
         files[LABELS_NAME] = build / LABELS_NAME
@@ -170,15 +179,21 @@ def device_script(bundle: Bundle, incoming: str, opts: DeployOptions) -> str:
         f"cd {q(incoming)} || exit 10",
         f"sha256sum -c --strict --quiet {SUMS_NAME} >&2 || {{ cd /; rm -rf {q(incoming)}; exit 10; }}",
         f"cd {q(models)} && mkdir -p versions || exit 11",
+        # What deploy_health needs to undo the switch: current and previous before it.
+        "OLD=$(readlink current 2>/dev/null || true); PREV=$(readlink previous 2>/dev/null || true)",
+        'echo "before_current=$OLD"; echo "before_previous=$PREV"',
         f"if [ -d {q(stage)} ]; then rm -rf .service-stage && mv {q(stage)} .service-stage || exit 11; fi",
         f"if [ -d {q(version_dir)} ]; then rm -rf {q(incoming)}; "
         f"else mv {q(incoming)} {q(version_dir)} || exit 11; fi",
         f"ln -sfn {q(version_dir)} current.new && mv -Tf current.new current || exit 11",
+        f'if [ -n "$OLD" ] && [ "$OLD" != {q(version_dir)} ]; then '
+        'ln -sfn "$OLD" previous.new && mv -Tf previous.new previous || exit 11; fi',
         'echo "current=$(readlink current)"',
     ]
     if opts.keep > 0:
-        lines.append(
-            f"(cd versions && ls -1t | grep -vxF {q(bundle.version)} | tail -n +{opts.keep} | "
+        lines.append(  # never the new version, nor the one `previous` keeps for a rollback
+            f"(P=$(readlink previous 2>/dev/null | sed 's#^versions/##'); cd versions && ls -1t | "
+            f'grep -vxF -e {q(bundle.version)} -e "${{P:-/}}" | tail -n +{opts.keep} | '
             'while read -r d; do rm -rf -- "$d"; done)'
         )
     if opts.service:
@@ -242,10 +257,11 @@ def deploy_host(bundle: Bundle, host: str, opts: DeployOptions) -> HostResult:
         res.steps.append("switched")
         res.service = out.get("service", "-")
         res.status = "ok"
+        after_switch(remote, opts, res, out)  # /healthz on the device; rolls back on failure
     except EdgeCNNError as e:
-        res.error = str(e)
+        res.status, res.error = "failed", str(e)
     except Exception as e:  # one host's surprise must not stop the fleet
-        res.error = f"{type(e).__name__}: {e}"
+        res.status, res.error = "failed", f"{type(e).__name__}: {e}"
     res.seconds = round(time.monotonic() - t0, 2)
     return res
 
@@ -261,3 +277,12 @@ def deploy(
     unique = [h for h in hosts if not (h in seen or seen.add(h))]
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(unique)))) as pool:
         return list(pool.map(lambda h: deploy_host(bundle, h, opts), unique))
+
+
+def rollback(hosts: list[str], opts: DeployOptions, jobs: int = 8) -> list[HostResult]:
+    """`deploy --rollback`: on every host, `current` back to `previous` (and reload)."""
+    if not hosts:
+        raise BadInput("no hosts: give --host USER@ADDR[:PORT] (repeatable) or --inventory FILE")
+    unique = list(dict.fromkeys(hosts))
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(unique)))) as pool:
+        return list(pool.map(lambda h: rollback_host(HostResult(host=h), opts), unique))
