@@ -123,9 +123,12 @@ def restore_script(opts: Any, before_current: str, before_previous: str, failed:
 def rollback_script(opts: Any) -> str:
     """Swap `current` and `previous` (deploy --rollback)."""
     q = shlex.quote
+    models = opts.root.rstrip("/") + "/models"
     return "\n".join([
         "set -u",
-        f"cd {q(opts.root.rstrip('/') + '/models')} || exit 11",
+        f"cd {q(models)} 2>/dev/null || "
+        f"{{ echo {q('no previous version to roll back to: nothing deployed in ' + models)} >&2; "
+        f"exit {NO_PREVIOUS}; }}",
         'P=$(readlink previous 2>/dev/null || true); C=$(readlink current 2>/dev/null || true)',
         f'[ -n "$P" ] && [ -d "$P" ] || {{ echo "no previous version to roll back to" >&2; exit {NO_PREVIOUS}; }}',
         'ln -sfn "$P" current.new && mv -Tf current.new current || exit 11',
