@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from daemon_fixtures import REPO, write_video
+from daemon_fixtures import REPO, http, write_video
 
 CAMERA_IMAGES = 600  # MNIST-5k images the camera shows (what gets captured and labelled)
 EVAL_IMAGES = 500  # other MNIST-5k images: the before/after accuracy is measured on these
@@ -96,3 +98,31 @@ def sidecars(folder: Path) -> dict[str, dict[str, Any]]:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+class LabelProc:
+    """`edgecnn label FOLDER --port 0` in a subprocess; the URL from its first stderr line."""
+
+    def __init__(self, folder: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgecnn.cli", "label", str(folder), "--port", "0", *args],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        line = self.proc.stderr.readline()
+        m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        assert m, line + self.proc.stderr.read()
+        self.url = m.group(1)
+
+    def post(self, path: str, body: dict, **headers: str) -> tuple[int, dict]:
+        code, _, data = http("POST", self.url + path, json.dumps(body).encode(),
+                             {"Content-Type": "application/json", "X-Edgecnn-Label": "1", **headers})  # fmt: skip
+        return code, json.loads(data)
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=10)
+        return out
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()

@@ -4,17 +4,13 @@ across a crash, and what it refuses. The captures are the real daemon's (`serve 
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
 from daemon_fixtures import REPO, daemon_build, daemon_video, http
-from loop_fixtures import serve_once, sidecars
+from loop_fixtures import LabelProc, serve_once, sidecars
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HOST = "pi@cam1"
@@ -37,34 +33,6 @@ def folder(captured, tmp_path) -> Path:
     root = tmp_path / "collected"
     shutil.copytree(captured, root / HOST)
     return root
-
-
-class LabelProc:
-    """`edgecnn label FOLDER --port 0` in a subprocess; the URL from its first stderr line."""
-
-    def __init__(self, folder: Path, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecnn.cli", "label", str(folder), "--port", "0", *args],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        line = self.proc.stderr.readline()
-        m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        assert m, line + self.proc.stderr.read()
-        self.url = m.group(1)
-
-    def post(self, path: str, body: dict, **headers: str) -> tuple[int, dict]:
-        code, _, data = http("POST", self.url + path, json.dumps(body).encode(),
-                             {"Content-Type": "application/json", "X-Edgecnn-Label": "1", **headers})  # fmt: skip
-        return code, json.loads(data)
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=10)
-        return out
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 def where(folder: Path, stem: str) -> list[str]:

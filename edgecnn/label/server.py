@@ -39,11 +39,11 @@ class LabelHandler(BaseHTTPRequestHandler):
     def store(self) -> LabelStore:
         return self.server.store
 
-    def _send(self, status: int, body: bytes, ctype: str) -> None:
+    def _send(self, status: int, body: bytes, ctype: str, cache: str = "no-store") -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        self.send_header("Cache-Control", cache)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Content-Security-Policy", CSP)
         self.end_headers()
@@ -109,7 +109,9 @@ class LabelHandler(BaseHTTPRequestHandler):
             self._json(200, self.store.state())
         elif u.path == "/image":
             kind = ".model.jpg" if q.get("kind", [""])[0] == "model" else ".jpg"
-            self._send(200, self.store.image(q.get("id", [""])[0], kind), "image/jpeg")
+            # A capture's image never changes: the grid may redraw without fetching it again.
+            image = self.store.image(q.get("id", [""])[0], kind)
+            self._send(200, image, "image/jpeg", "private, max-age=3600, immutable")
         else:
             self._json(404, {"error": f"no route {u.path}"})
 
