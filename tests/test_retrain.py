@@ -49,15 +49,17 @@ def refused_before_tensorflow(*args: str) -> tuple[str, bool]:
 
 
 def test_shuffled_labels_fail_the_gate_and_deploy_refuses(loop_model, tmp_path):
-    _, build = loop_model
+    """From the training run this time (no build: its float Keras model is the old side)."""
+    run, _ = loop_model
     x, y, _, _ = mnist_split()
     shuffled = np.random.default_rng(0).permutation(y[:LABELS])  # same images, wrong answers
     labelled = write_labelled(tmp_path / "labelled", x[:LABELS], [str(v) for v in shuffled])
     out = tmp_path / "new"
-    r = run_cli("retrain", str(build), "--add", f"folder:{labelled}", "--out", str(out), "--json")
+    r = run_cli("retrain", str(run), "--add", f"folder:{labelled}", "--out", str(out), "--json")
     assert r.returncode == 1, r.stderr[-3000:]
     report = json.loads(r.stdout)
     gate = report["gate"]
+    assert report["old_artifact"] == "model.keras (float)"
     assert not gate["passed"] and gate["holdout"]["p_value"] > 0.05
     assert r.stderr.strip().splitlines()[-1].startswith("error: the gate failed: held-out labels")
     m = json.loads((out / "manifest.json").read_text())

@@ -41,7 +41,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"labels: {s['total']} ({s['train']} to learn from x{s['repeat']}, {s['val']} validation, "
         f"{s['holdout']} held out for the gate)"
         + (f"; new classes: {', '.join(report['new_classes'])}" if report["new_classes"] else ""),
-        f"compared: {report['artifact']} of {report['old']} and of {report['out']}",
+        f"compared: {report['old_artifact']} of {report['old']} with {report['new_artifact']} "
+        f"of {report['out']}",
         f"held-out labels: {g['holdout']['new_only_right']} right only by the new build, "
         f"{g['holdout']['old_only_right']} only by the old (McNemar p = {g['holdout']['p_value']:.3g})",
     ]

@@ -102,8 +102,9 @@ def fragment(old: Manifest, labels: list[str], keras: Path, describe: dict[str, 
     return m
 
 
-def scorers(p: Plan, new_build: Path) -> tuple[Callable, Callable, str]:
-    """(old, new, artifact name): the same kind of artifact from both, through the runtime."""
+def scorers(p: Plan, new_build: Path) -> tuple[Callable, Callable, str, str]:
+    """(old, new, what answers for the old, for the new): the same kind of artifact from both
+    builds, through the runtime; a training run's float Keras model answers for the run."""
     from edgecnn.runtime import Runner, select_artifact
 
     def of(build: Path, spec: str | None, labels: list[str]) -> Callable:
@@ -115,11 +116,13 @@ def scorers(p: Plan, new_build: Path) -> tuple[Callable, Callable, str]:
     new_labels = load_manifest(new_build).labels
     if p.old.is_build:
         art = select_artifact(p.old.manifest, p.opts.artifact)
-        return of(p.old.path, art.path, p.old.labels), of(new_build, art.path, new_labels), art.path
+        old_fn, new_fn = of(p.old.path, art.path, p.old.labels), of(new_build, art.path, new_labels)
+        return old_fn, new_fn, art.path, art.path
     from edgecnn.retrain.fit import keras_scorer
 
     new = Runner(new_build, artifact=p.opts.artifact).artifact.path
-    return keras_scorer(p.old.keras_path, p.old.labels), of(new_build, new, new_labels), new
+    old_fn = keras_scorer(p.old.keras_path, p.old.labels)
+    return old_fn, of(new_build, new, new_labels), f"{p.old.keras_path.name} (float)", new
 
 
 def _gate_record(gate: dict[str, Any]) -> dict[str, Any]:
@@ -169,11 +172,12 @@ def retrain(p: Plan, progress: Callable[[str], None] | None = None) -> dict[str,
         say("building with the old build's settings")
         convert_model(run, ds, staging, dataclasses.replace(p.old.build, seed=o.seed), say)
         say("gate: old build vs new on the old test split and the held-out labels")
-        old_fn, new_fn, art = scorers(p, staging)
+        old_fn, new_fn, old_art, new_art = scorers(p, staging)
         gate = run_gate(old_ds.x_test, [p.labels[i] for i in old_ds.y_test], new.x_holdout,
                         [p.labels[i] for i in new.y_holdout], old_fn, new_fn, p.labels,
                         GateOptions(o.max_drop, o.alpha))  # fmt: skip
-        report = {"old": str(p.old.path), "out": str(p.out), "artifact": art, "labels": info,
+        report = {"old": str(p.old.path), "out": str(p.out), "old_artifact": old_art,
+                  "new_artifact": new_art, "labels": info,
                   "new_classes": p.new_classes, "gate": gate, "history": history}  # fmt: skip
         m = load_manifest(staging)
         m.model_extra["gate"] = _gate_record(gate)
