@@ -2,7 +2,8 @@
 
 On the device, `models/previous` points at the version `current` pointed at before the
 last switch (deploy keeps it out of pruning). The health check runs on the device itself
-(`python3`, standard library only; the daemon usually listens on 127.0.0.1 there) and
+(`python3`, standard library only; the daemon usually listens on 127.0.0.1 there, at the
+address in its config unless --health-url says otherwise) and
 passes once /healthz answers 200 while serving the build `current` names: its manifest's
 `model.version`, else one of its artifacts' short sha256, which is what the daemon
 reports. A daemon that cannot load the new build keeps serving the old one, so the
@@ -18,13 +19,25 @@ from typing import Any
 
 from edgecnn.errors import BadInput, EdgeCNNError
 
-DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"
 UNIT = "edgecnn.service"
 NO_PREVIOUS = 13
 
 HEALTH_PY = r"""
 import json, sys, time, urllib.error, urllib.request
-url, manifest, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+url, manifest, timeout, conf = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+if not url:  # the daemon's own address, from its config ([http] host and port)
+    host, port = "127.0.0.1", 8080
+    try:
+        import tomllib
+        with open(conf, "rb") as f:
+            c = tomllib.load(f)
+        h = c.get("http") or {}
+        port = int(h.get("port", c.get("port", 8080)))
+        host = str(h.get("host", c.get("host", host)))
+    except Exception:
+        pass
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "localhost": "127.0.0.1"}.get(host, host)
+    url = "http://%s:%d/healthz" % ("[%s]" % host if ":" in host else host, port)
 try:
     with open(manifest) as f:
         m = json.load(f)
@@ -64,12 +77,13 @@ print("health=" + " ".join(last.split())); sys.exit(1)
 
 
 def health_url(opts: Any, service: str) -> str | None:
-    """The URL to check: given, or the default when deploy (re)loaded the service itself."""
+    """The URL to check: the one given; or, when deploy (re)loaded the service, "" (the
+    device works out the daemon's address from its config); or None (no check)."""
     url = (opts.health_url or "auto").strip()
     if url.lower() == "none":
         return None
     if url.lower() == "auto":
-        return DEFAULT_HEALTH_URL if "reloaded" in service else None
+        return "" if "reloaded" in service else None
     if not url.startswith(("http://", "https://")):
         raise BadInput(f"--health-url must be an http:// URL, 'auto' or 'none', got {url!r}")
     return url
@@ -78,7 +92,8 @@ def health_url(opts: Any, service: str) -> str | None:
 def check_health(remote: Any, opts: Any, url: str) -> tuple[bool, str]:
     """(passed, detail), from the device."""
     manifest = f"{opts.root.rstrip('/')}/models/current/manifest.json"
-    argv = ["python3", "-c", HEALTH_PY, url, manifest, str(opts.health_timeout)]
+    conf = f"{opts.config_dir.rstrip('/')}/edgecnn.toml"
+    argv = ["python3", "-c", HEALTH_PY, url, manifest, str(opts.health_timeout), conf]
     proc = remote.run(argv, timeout=opts.health_timeout + 30, check=False)
     if proc.returncode == 127:
         return False, "python3 not found on the device (needed by the health check)"

@@ -157,9 +157,16 @@ def test_deploy_service_and_running_daemon_reloads(sshd, build, tmp_path, tmp_pa
     ) as s:
         first = get_json(s.url("/api/predictions"))[1]["model"]["version"]
         b2 = second_build(build, tmp_path / "build2")
+        # The device's own config (kept by deploy) says where the daemon listens: the health
+        # check after the reload finds it there.
+        from edgecnn.deploy import config_text
+
+        config_dir.mkdir()
+        (config_dir / "edgecnn.toml").write_text(
+            config_text(str(root)).replace("port = 8080", f"port = {s.port}")
+        )
         r = deploy_cli(str(b2), "--host", sshd.target, "--service", "--unit-dir", str(unit_dir),
-                       "--config-dir", str(config_dir), "--systemctl", str(fake), *common,
-                       "--health-url", s.url("/healthz"))  # fmt: skip
+                       "--config-dir", str(config_dir), "--systemctl", str(fake), *common)  # fmt: skip
         assert r.returncode == 0, r.stdout
         row = json.loads(r.stdout)[0]
         assert row["service"] == "installed+reloaded" and row["version"] != v1
@@ -178,7 +185,7 @@ def test_deploy_service_and_running_daemon_reloads(sshd, build, tmp_path, tmp_pa
     unit = (unit_dir / "edgecnn.service").read_text()
     assert f"ExecStart={root}/venv/bin/edgecnn serve --config {config_dir}/edgecnn.toml" in unit
     cfg = (config_dir / "edgecnn.toml").read_text()
-    assert f'model = "{root}/models/current"' in cfg
+    assert f'model = "{root}/models/current"' in cfg and f"port = {s.port}" in cfg  # kept
     verify_unit(unit_dir / "edgecnn.service", tmp_path / "verify-root")
     assert sorted(p.name for p in (root / "models" / "versions").iterdir()) == sorted(
         [v1, row["version"]]

@@ -37,8 +37,8 @@ done; 1: some host failed or was rolled back; 2: bad input.""",
     "--health-url",
     default="auto",
     show_default=True,
-    help="/healthz URL as seen on the device; 'auto': the default one when the service was "
-    "reloaded; 'none': no check.",
+    help="/healthz URL as seen on the device; 'auto': when the service was reloaded, the "
+    "address in the device's edgecnn.toml; 'none': no check.",
 )
 @click.option("--health-timeout", default=30.0, show_default=True, type=click.FloatRange(1))
 @click.option(

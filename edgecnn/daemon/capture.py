@@ -171,7 +171,6 @@ class Job:
 
     frame: np.ndarray
     sidecar: dict[str, Any]
-    model_frame: np.ndarray | None = None
 
 
 @dataclass
@@ -182,7 +181,6 @@ class Stats:
     rotated: int = 0  # removed to stay under max_bytes
     state: str = "ok"  # ok | disk_full | error
     last_error: str | None = None
-    last_saved_time: float | None = None
 
 
 class CaptureStore:
@@ -212,7 +210,7 @@ class CaptureStore:
         self.rescan(clean=True)
         self.thread = threading.Thread(target=self._run, name="edgecnn-capture-writer", daemon=True)
 
-    # -- the listener (inference thread): decide and queue, never block ------------------------
+    # -- the listener (inference thread): decide and queue; blocks only under --sync -----------
     def __call__(self, res: Any) -> None:
         if res.frame is None:
             return
@@ -222,10 +220,7 @@ class CaptureStore:
         if not self.limit.take():
             self.stats.skipped["rate"] += 1
             return
-        model_frame = (
-            self.model_view(res.frame) if self.opts.model_size and self.model_view else None
-        )
-        job = Job(res.frame, self._sidecar(res, reasons), model_frame)
+        job = Job(res.frame, self._sidecar(res, reasons))
         try:
             self.queue.put(job, block=self.block, timeout=10.0 if self.block else None)
         except queue.Full:
@@ -288,8 +283,8 @@ class CaptureStore:
         stem = job.sidecar["id"]
         h, w = job.frame.shape[:2]
         files = {IMAGE: jpeg_bytes(job.frame, self.opts.quality)}
-        if job.model_frame is not None:
-            files[MODEL_IMAGE] = jpeg_bytes(job.model_frame, self.opts.quality)
+        if self.opts.model_size and self.model_view is not None:  # resized here, not in inference
+            files[MODEL_IMAGE] = jpeg_bytes(self.model_view(job.frame), self.opts.quality)
         side = dict(job.sidecar, image={"width": int(w), "height": int(h)})
         side["files"] = {"image": stem + IMAGE}
         if MODEL_IMAGE in files:
@@ -311,7 +306,6 @@ class CaptureStore:
             self.total += size
         self.stats.saved += 1
         self.stats.by_reason.update(job.sidecar["reasons"])
-        self.stats.last_saved_time = job.sidecar["time"]
         self.stats.state, self.stats.last_error = "ok", None
         self.rotate()
 
