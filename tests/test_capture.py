@@ -96,6 +96,7 @@ def test_captures_follow_the_rules_and_are_reported(build, video, tmp_path):
                 by_pos[pos]["top_k"] == top
                 and by_pos[pos]["model"]["version"] == p["model"]["version"]
             )
+            assert by_pos[pos]["labels"] == [str(i) for i in range(10)]  # for `edgecnn label`
     every = sum("every" in v["reasons"] for v in side.values())
     assert 5 <= every <= 50, every
     assert len(side) > every  # the hard cases are there too

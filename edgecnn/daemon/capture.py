@@ -48,6 +48,7 @@ FILE_RE = re.compile(r"^(?P<stem>\d{8}T\d{9}-\d{6,})(?P<kind>\.model\.jpg|\.jpg|
 TEMP_RE = re.compile(r"^\.\d{8}T\d{9}-\d{6,}\..*\.tmp$")
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 SKIP_KINDS = ("rate", "busy", "disk_full", "error")
+MAX_SIDECAR_LABELS = 100
 
 
 @dataclass
@@ -192,12 +193,14 @@ class CaptureStore:
         model_view: Callable[[np.ndarray], np.ndarray] | None = None,
         source_name: Callable[[], str] = lambda: "",
         block: bool = False,
+        labels: Callable[[], list[str]] | None = None,
     ) -> None:
         self.opts = opts
         self.block = block  # serve --sync (lossless file evaluation): wait for the writer
         self.dir = Path(opts.dir)
         self.model_view = model_view
         self.source_name = source_name
+        self.labels = labels
         self.device = socket.gethostname()
         self.rng = random.Random(opts.seed)
         self.limit = RateLimit(opts.rate)
@@ -244,7 +247,16 @@ class CaptureStore:
             "pos": res.pos,
             "source": self.source_name(),
             "device": self.device,
+            # The model's classes, so `edgecnn label` can offer them all (not for ImageNet's 1000).
+            **(
+                {"labels": labs}
+                if (labs := self._labels()) and len(labs) <= MAX_SIDECAR_LABELS
+                else {}
+            ),
         }
+
+    def _labels(self) -> list[str] | None:
+        return list(self.labels()) if self.labels else None
 
     # -- the writer thread ---------------------------------------------------------------------
     def start(self) -> None:
@@ -492,5 +504,6 @@ def attach_capture(daemon: Any, opts: Any) -> CaptureStore | None:
         model_view=lambda frame: fitted_frame(daemon.holder.get(), frame),
         source_name=lambda: daemon.source.name,
         block=opts.sync,
+        labels=lambda: daemon.holder.get().labels,
     )
     return store

@@ -45,9 +45,8 @@ async function call(method, path, body) {
 }
 function card(item, i) {
   const c = document.createElement("div");
-  c.className = "card" + (i === sel ? " sel" : "");
+  c.className = "card";
   c.dataset.id = item.id;
-  c.onclick = () => { sel = i; mark(); };
   const img = document.createElement("img");
   img.src = "image?id=" + encodeURIComponent(item.id);
   img.alt = item.id;
@@ -83,11 +82,16 @@ function render() {
   $("keys").textContent = state.classes.filter(c => c.key)
     .map(c => c.key === c.name ? c.key : c.key + " " + c.name).join(", ");
   sel = Math.max(0, Math.min(sel, state.items.length - 1));
-  $("grid").replaceChildren(...state.items.map(card));
+  // Keep the cards that stay (no image is decoded twice), add the new ones in order.
+  const grid = $("grid"), have = new Map([...grid.children].map(c => [c.dataset.id, c]));
+  const want = state.items.map((item, i) => have.get(item.id) || card(item, i));
+  have.forEach((c, id) => { if (!want.includes(c)) c.remove(); });
+  want.forEach((c, i) => { if (grid.children[i] !== c) grid.insertBefore(c, grid.children[i] || null); });
+  mark();
   document.body.dataset.ready = "1";
 }
 function mark() {
-  document.querySelectorAll(".card").forEach((c, i) => c.classList.toggle("sel", i === sel));
+  [...$("grid").children].forEach((c, i) => { c.classList.toggle("sel", i === sel); c.onclick = () => { sel = i; mark(); }; });
 }
 async function run(p) {
   document.body.dataset.ready = "0";

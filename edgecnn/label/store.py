@@ -228,9 +228,11 @@ class LabelStore:
                 out[rec["label"]] = out.get(rec["label"], 0) + 1
         return out
 
-    def state(self, limit: int = 48) -> dict[str, Any]:
+    def state(self, limit: int = 48, rescan: bool = True) -> dict[str, Any]:
+        """What the page shows; `rescan` also picks up captures collected meanwhile."""
         with self.lock:
-            self.rescan()
+            if rescan:
+                self.rescan()
             counts = self.counts()
             items = [c.summary() for c in list(self.pending.values())[:limit]]
             return {
@@ -271,21 +273,31 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
 
 
 def infer_classes(root: str | os.PathLike) -> list[str] | None:
-    """The model's labels, from the (index, label) pairs in the captures' top-k lists, when
-    they cover every index from 0; labelled class folders are added (None: cannot tell)."""
+    """The model's labels as the captures record them: the newest sidecar's `labels` list,
+    else the (index, label) pairs of their top-k lists when those cover every index from 0.
+    Labelled class folders are added. None: cannot tell."""
+    newest: tuple[float, list[str]] | None = None
     seen: dict[int, str] = {}
     base = Path(root)
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") or d == ".meta"]
         for f in filenames:
             m = FILE_RE.match(f)
-            if m and m["kind"] == SIDECAR:
-                for t in _read_sidecar(Path(dirpath) / f).get("top_k") or []:
-                    if isinstance(t, dict) and isinstance(t.get("index"), int):
-                        seen.setdefault(t["index"], str(t.get("label")))
-    if not seen or sorted(seen) != list(range(max(seen) + 1)):
+            if not (m and m["kind"] == SIDECAR):
+                continue
+            side = _read_sidecar(Path(dirpath) / f)
+            labels, t = side.get("labels"), float(side.get("time") or 0)
+            if isinstance(labels, list) and (newest is None or t > newest[0]):
+                newest = (t, [str(v) for v in labels])
+            for top in side.get("top_k") or []:
+                if isinstance(top, dict) and isinstance(top.get("index"), int):
+                    seen.setdefault(top["index"], str(top.get("label")))
+    if newest is not None:
+        labels = newest[1]
+    elif seen and sorted(seen) == list(range(max(seen) + 1)):
+        labels = [seen[i] for i in range(len(seen))]
+    else:
         return None
-    labels = [seen[i] for i in range(len(seen))]
     labelled = base / LABELLED
     if labelled.is_dir():
         extra = sorted(
