@@ -12,6 +12,9 @@ journal is replayed at start (each move is done only if its source is still ther
 crash at any point loses nothing and leaves no capture half-moved. Class folder names are
 the labels percent-encoded where a file name cannot hold them ("T-shirt/top" is
 "T-shirt%2Ftop"); `label_of` decodes them. No TensorFlow here.
+
+The journal is written by hand: an append-only file of renames is all it needs, and a
+database would be one more thing the labelled folder depends on.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ Both builds are scored the same way: the same artifact kind through the device r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,13 +30,16 @@ class GateOptions:
 
 
 def mcnemar_p(new_right: np.ndarray, old_right: np.ndarray) -> float:
-    """P(at least this many new-only wins | wins and losses equally likely), exact."""
+    """P(at least this many new-only wins | wins and losses equally likely): the exact
+    McNemar test, a one-sided binomial test on the disagreements (SciPy, which scikit-learn
+    brings to the host install)."""
+    from scipy.stats import binomtest
+
     wins = int(np.sum(new_right & ~old_right))
     losses = int(np.sum(old_right & ~new_right))
-    n = wins + losses
-    if n == 0:
+    if wins + losses == 0:
         return 1.0
-    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
+    return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
 
 
 def per_class(truth: list[str], pred: list[str], classes: list[str]) -> dict[str, dict[str, Any]]:
