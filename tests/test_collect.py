@@ -166,3 +166,17 @@ def test_bad_input(sshd, tmp_path):
     assert code == 1 and "no capture directory" in rows[0]["error"]
     r = run_cli("collect", "--host", "bad target!", "--out", str(tmp_path / "o"), "--json")
     assert r.returncode == 1 and "bad SSH target" in json.loads(r.stdout)[0]["error"]
+
+
+def test_many_devices_one_failing(sshd, captures, tmp_path):
+    from daemon_fixtures import free_port
+
+    dead = f"root@127.0.0.1:{free_port()}"
+    r = run_cli("collect", "--host", sshd.target, "--host", dead, "--remote-dir", str(captures),
+                "--out", str(tmp_path / "o"), "--json", *ssh_args(sshd), timeout=180)  # fmt: skip
+    rows = json.loads(r.stdout)
+    assert r.returncode == 1 and [x["status"] for x in rows] == ["ok", "failed"]
+    assert (
+        rows[0]["fetched"] == rows[0]["on_device"] > 0 and "connection refused" in rows[1]["error"]
+    )
+    assert r.stderr.strip() == "error: 1 of 2 host(s) failed"
