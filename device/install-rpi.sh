@@ -79,7 +79,9 @@ if dpkg -s python3-picamera2 >/dev/null 2>&1 && ! "$ROOT/venv/bin/python" -c "im
   echo "warning: picamera2 does not import in the venv; try: $ROOT/venv/bin/pip install 'numpy<2'" >&2
 fi
 if id "$DEPLOY_USER" >/dev/null 2>&1; then
-  # deploy gives each version to the service's group (chgrp needs the deploy user in it)
+  # deploy gives each version to the service's group (chgrp needs the deploy user in it), and
+  # `edgecnn collect` logs in as the deploy user: it reads (and with --delete removes) the
+  # daemon's captures in /var/lib/edgecnn/captures, group edgecnn.
   usermod -aG edgecnn "$DEPLOY_USER"
   chown -R "$DEPLOY_USER:edgecnn" "$ROOT/models"
   chmod 0750 "$ROOT/models" "$ROOT/models/versions"

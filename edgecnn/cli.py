@@ -18,6 +18,9 @@ VERBS = {
     "parity": "parity",
     "serve": "serve",
     "deploy": "deploy",
+    "collect": "collect",
+    "label": "label",
+    "retrain": "retrain",
     "run": "run",
     "tune": "tune",
 }

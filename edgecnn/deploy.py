@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgecnn.deploy_health import after_switch, rollback_host
 from edgecnn.errors import BadInput, EdgeCNNError
 from edgecnn.fsutil import sha256_file
 from edgecnn.manifest import LABELS_NAME, MANIFEST_NAME
@@ -58,6 +59,8 @@ class DeployOptions:
     wheel: str | None = None
     extras: str = "device"
     python: str = "python3"
+    health_url: str = "auto"  # checked on the device after the switch (deploy_health)
+    health_timeout: float = 30.0
 
 
 @dataclass
@@ -81,6 +84,8 @@ class HostResult:
     bytes: int = 0
     service: str = "-"
     runtime: str = "-"
+    health: str = "-"
+    previous: str = ""  # the version rolled back to
     seconds: float = 0.0
     error: str = ""
     steps: list[str] = field(default_factory=list)
@@ -109,6 +114,10 @@ def make_bundle(build_dir: str | Path) -> Bundle:
     build, manifest = load_build(build_dir)
     if not Path(build_dir).is_dir():
         raise BadInput(f"deploy pushes a whole build: give its directory ({build}), not a file")
+    gate = manifest.model_field("gate")
+    if gate.get("passed") is False:  # `edgecnn retrain` recorded a failed gate
+        why = "; ".join(gate.get("reasons") or []) or "see its retrain.md"
+        raise BadInput(f"{build} failed its retrain gate ({why}); refusing to deploy it")
     files: dict[str, Path] = {MANIFEST_NAME: build / MANIFEST_NAME}
     if (build / LABELS_NAME).is_file():
         files[LABELS_NAME] = build / LABELS_NAME
@@ -221,15 +230,21 @@ def device_script(bundle: Bundle, incoming: str, opts: DeployOptions) -> str:
         f"cd {q(models)} && mkdir -p versions || exit 11",
         *readable_lines(incoming, opts.service_group),
         *stale_incoming_lines(incoming),
+        # What deploy_health needs to undo the switch: current and previous before it.
+        "OLD=$(readlink current 2>/dev/null || true); PREV=$(readlink previous 2>/dev/null || true)",
+        'echo "before_current=$OLD"; echo "before_previous=$PREV"',
         f"if [ -d {q(stage)} ]; then rm -rf .service-stage && mv {q(stage)} .service-stage || exit 11; fi",
         f"if [ -d {q(version_dir)} ]; then rm -rf {q(incoming)}; "
         f"else mv {q(incoming)} {q(version_dir)} || exit 11; fi",
         f"ln -sfn {q(version_dir)} current.new && mv -Tf current.new current || exit 11",
+        f'if [ -n "$OLD" ] && [ "$OLD" != {q(version_dir)} ]; then '
+        'ln -sfn "$OLD" previous.new && mv -Tf previous.new previous || exit 11; fi',
         'echo "current=$(readlink current)"',
     ]
     if opts.keep > 0:
-        lines.append(
-            f"(cd versions && ls -1t | grep -vxF {q(bundle.version)} | tail -n +{opts.keep} | "
+        lines.append(  # never the new version, nor the one `previous` keeps for a rollback
+            f"(P=$(readlink previous 2>/dev/null | sed 's#^versions/##'); cd versions && ls -1t | "
+            f'grep -vxF -e {q(bundle.version)} -e "${{P:-/}}" | tail -n +{opts.keep} | '
             'while read -r d; do rm -rf -- "$d"; done)'
         )
     if opts.service:
@@ -338,10 +353,11 @@ def deploy_host(bundle: Bundle, host: str, opts: DeployOptions) -> HostResult:
         res.service = out.get("service", "-")
         res.runtime = out.get("runtime", "-") or "-"
         res.status = "ok"
+        after_switch(remote, opts, res, out)  # /healthz on the device; rolls back on failure
     except EdgeCNNError as e:
-        res.error = str(e)
+        res.status, res.error = "failed", str(e)
     except Exception as e:  # one host's surprise must not stop the fleet
-        res.error = f"{type(e).__name__}: {e}"
+        res.status, res.error = "failed", f"{type(e).__name__}: {e}"
     res.seconds = round(time.monotonic() - t0, 2)
     return res
 
@@ -372,3 +388,12 @@ def _with_wheel(opts: DeployOptions, tmp: str) -> DeployOptions:
             raise BadInput(f"--wheel {w} is not an edgecnn wheel file (edgecnn-*.whl)")
         return opts
     return dataclasses.replace(opts, wheel=str(build_wheel(tmp)))
+
+
+def rollback(hosts: list[str], opts: DeployOptions, jobs: int = 8) -> list[HostResult]:
+    """`deploy --rollback`: on every host, `current` back to `previous` (and reload)."""
+    if not hosts:
+        raise BadInput("no hosts: give --host USER@ADDR[:PORT] (repeatable) or --inventory FILE")
+    unique = list(dict.fromkeys(hosts))
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(unique)))) as pool:
+        return list(pool.map(lambda h: rollback_host(HostResult(host=h), opts), unique))

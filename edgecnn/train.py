@@ -311,6 +311,28 @@ def _fit(
     return rows, timer.times
 
 
+def fit_more(model: Any, cfg: TrainConfig, data: Dataset, epochs: int) -> list[dict]:
+    """Continue training a trained model (`edgecnn retrain`): the run's own augmentation, a
+    fixed number of epochs at `cfg.learning_rate`, the final weights kept. History rows."""
+    quiet_tensorflow()
+    _compile(model, cfg.learning_rate)
+    hist = model.fit(
+        _dataset(data.x_train, data.y_train, cfg, True, _augmenter(cfg, cfg.seed)),
+        validation_data=_dataset(data.x_val, data.y_val, cfg, False, None),
+        epochs=epochs,
+        verbose=cfg.verbose,
+    )
+    n = len(hist.history.get("loss", []))
+    return [
+        {"phase": "retrain", "epoch": i + 1, **{k: float(v[i]) for k, v in hist.history.items()}}
+        for i in range(n)
+    ]
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    _write_history(path, rows)
+
+
 def _write_history(path: Path, rows: list[dict]) -> None:
     keys: list[str] = []
     for r in rows:

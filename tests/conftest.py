@@ -84,3 +84,19 @@ def mobilenet_build(tmp_path_factory) -> Path:
     )
     assert acc > 0.6, f"MobileNetV2 fixture under-trained: {acc:.1%} (chance 10%)"
     return convert(model, ds, tmp_path_factory.mktemp("parity") / "mobilenet_build", **INT8_ONLY)
+
+
+@pytest.fixture(scope="session")
+def loop_model(tmp_path_factory) -> tuple[Path, Path]:
+    """(training dir, build dir): the closed loop's first model, cnn_small on digits."""
+    from loop_fixtures import first_model
+
+    return first_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def loop_videos(tmp_path_factory) -> dict:
+    """The loop's camera and evaluation videos of real MNIST-5k digits, with their labels."""
+    from loop_fixtures import mnist_videos
+
+    return mnist_videos(tmp_path_factory)

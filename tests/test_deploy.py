@@ -157,11 +157,20 @@ def test_deploy_service_and_running_daemon_reloads(sshd, build, tmp_path, tmp_pa
     ) as s:
         first = get_json(s.url("/api/predictions"))[1]["model"]["version"]
         b2 = second_build(build, tmp_path / "build2")
+        # The device's own config (kept by deploy) says where the daemon listens: the health
+        # check after the reload finds it there.
+        from edgecnn.deploy import config_text
+
+        config_dir.mkdir()
+        (config_dir / "edgecnn.toml").write_text(
+            config_text(str(root)).replace("port = 8080", f"port = {s.port}")
+        )
         r = deploy_cli(str(b2), "--host", sshd.target, "--service", "--unit-dir", str(unit_dir),
                        "--config-dir", str(config_dir), "--systemctl", str(fake), *common)  # fmt: skip
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 0, r.stdout
         row = json.loads(r.stdout)[0]
         assert row["service"] == "installed+reloaded" and row["version"] != v1
+        assert row["health"] == "ok"  # the check waited for the daemon to serve the new build
         # The running daemon picked up the flipped symlink on its own.
         s.wait_for(
             lambda: get_json(s.url("/api/predictions"))[1]["model"]["version"] != first,
@@ -176,7 +185,7 @@ def test_deploy_service_and_running_daemon_reloads(sshd, build, tmp_path, tmp_pa
     unit = (unit_dir / "edgecnn.service").read_text()
     assert f"ExecStart={root}/venv/bin/edgecnn serve --config {config_dir}/edgecnn.toml" in unit
     cfg = (config_dir / "edgecnn.toml").read_text()
-    assert f'model = "{root}/models/current"' in cfg
+    assert f'model = "{root}/models/current"' in cfg and f"port = {s.port}" in cfg  # kept
     verify_unit(unit_dir / "edgecnn.service", tmp_path / "verify-root")
     assert sorted(p.name for p in (root / "models" / "versions").iterdir()) == sorted(
         [v1, row["version"]]
@@ -281,3 +290,67 @@ def test_stale_incoming_directories_are_removed(sshd, build, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_failed_health_check_rolls_back_and_rollback_by_hand(
+    sshd, build, tmp_path, tmp_path_factory
+):
+    from helpers import copy_build, edit_manifest, replace_artifact
+
+    video, _ = daemon_video(tmp_path_factory)
+    root, port = tmp_path / "device", free_port()
+    models = root / "models"
+    common = ["--host", sshd.target, "--root", str(root), "--json", *ssh_args(sshd)]
+    check = ["--health-url", f"http://127.0.0.1:{port}/healthz", "--health-timeout", "4"]
+    r = deploy_cli(str(build), *common)  # no daemon yet, nothing reloaded: no check (auto)
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["health"] == "-", r.stderr
+    v1 = json.loads(r.stdout)[0]["version"]
+    with Served("--model", str(models / "current"), "--source", str(video), "--loop",
+                "--watch", "0.2", port=port) as s:  # fmt: skip
+        served = lambda: get_json(s.url("/api/predictions"))[1]["model"]["version"]  # noqa: E731
+        first = served()
+        r = deploy_cli(str(second_build(build, tmp_path / "b2")), *common, *check)
+        row = json.loads(r.stdout)[0]
+        assert r.returncode == 0 and row["status"] == "ok" and row["health"] == "ok", r.stdout
+        v2 = row["version"]
+        second = served()
+        assert second != first and os.readlink(models / "previous") == f"versions/{v1}"
+
+        # A build the daemon cannot load (its artifact is garbage, its manifest says so honestly):
+        # it keeps serving v2, the check fails, and the switch is undone.
+        bad = copy_build(tmp_path / "b2", tmp_path / "b3")
+        replace_artifact(bad, "model_float32.tflite", b"not a model" * 64)
+        r = deploy_cli(str(bad), *common, *check)
+        row = json.loads(r.stdout)[0]
+        assert r.returncode == 1 and row["status"] == "rolled-back", r.stdout
+        assert "still serving" in row["error"] and row["previous"] == v2
+        assert os.readlink(models / "current") == f"versions/{v2}"
+        assert os.readlink(models / "previous") == f"versions/{v1}"
+        assert sorted(p.name for p in (models / "versions").iterdir()) == sorted([v1, v2])
+        assert served() == second
+
+        r = deploy_cli("--rollback", *common, *check)  # by hand, back to v1
+        row = json.loads(r.stdout)[0]
+        assert r.returncode == 0 and row["status"] == "ok" and row["version"] == v1, r.stdout
+        assert row["health"] == "ok" and served() == first
+        assert os.readlink(models / "previous") == f"versions/{v2}"
+        b4 = second_build(build, tmp_path / "b4")
+        edit_manifest(b4, lambda m: m.update(created="2031-01-01T00:00:00+00:00"))
+        r = deploy_cli(str(b4), *common, *check, "--keep", "1")
+        v4 = json.loads(r.stdout)[0]["version"]
+        assert r.returncode == 0 and v4 not in (v1, v2), r.stdout
+        # keep 1: the new version, and the one `previous` holds for a rollback (v1), stay.
+        assert {p.name for p in (models / "versions").iterdir()} == {v1, v4}
+
+
+def test_rollback_needs_a_previous_version(sshd, build, tmp_path):
+    root = tmp_path / "device"
+    r = deploy_cli(
+        "--rollback", "--host", sshd.target, "--root", str(root), "--json", *ssh_args(sshd)
+    )
+    assert r.returncode == 1 and "no previous version" in json.loads(r.stdout)[0]["error"]
+    for args in ([], [str(build), "--rollback"]):
+        r = deploy_cli(*args, "--host", sshd.target)
+        assert r.returncode == 2 and "--rollback" in r.stderr
+    r = deploy_cli(str(build), "--host", sshd.target, "--health-url", "ftp://x")
+    assert r.returncode == 2 and "--health-url" in r.stderr

@@ -18,13 +18,30 @@ Examples:
   edgecnn deploy build/digits --host pi@cam1 --host pi@cam2:2222 --service
   edgecnn deploy build/digits --host pi@raspberrypi.local --install-runtime --service
   edgecnn deploy build/digits --inventory fleet.txt --known-hosts ~/.ssh/known_hosts --json
+  edgecnn deploy build/digits-2 --host pi@cam1 --health-url http://127.0.0.1:8080/healthz
+  edgecnn deploy --rollback --host pi@cam1
 
 \b
 Each device gets <root>/models/versions/<version> (sha256 checked on the
 device) and <root>/models/current flipped to it atomically; a running
-daemon reloads. Exit 0: every host done; 1: some host failed; 2: bad input.""",
+daemon reloads. Then /healthz is checked on the device (by default when
+deploy reloaded the service): unless it answers 200 while serving the new
+build, the switch is undone. --rollback points current back at the version
+before it. A build whose retrain gate failed is refused. Exit 0: every host
+done; 1: some host failed or was rolled back; 2: bad input.""",
 )
-@click.argument("build_dir", type=click.Path())
+@click.argument("build_dir", required=False, type=click.Path(file_okay=False))
+@click.option(
+    "--rollback", is_flag=True, help="Switch back to the previous version (no BUILD_DIR)."
+)
+@click.option(
+    "--health-url",
+    default="auto",
+    show_default=True,
+    help="/healthz URL as seen on the device; 'auto': when the service was reloaded, the "
+    "address in the device's edgecnn.toml; 'none': no check.",
+)
+@click.option("--health-timeout", default=30.0, show_default=True, type=click.FloatRange(1))
 @click.option(
     "--host", "hosts", multiple=True, help="USER@ADDR[:PORT]; repeat for several devices."
 )
@@ -88,18 +105,22 @@ daemon reloads. Exit 0: every host done; 1: some host failed; 2: bad input.""",
 @click.option("--systemctl", default="systemctl", show_default=True, hidden=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handle_errors
-def command(build_dir: str, hosts: tuple[str, ...], inventory: str | None, service: bool, root: str, keep: int,
+def command(build_dir: str | None, rollback: bool, health_url: str, health_timeout: float,
+            hosts: tuple[str, ...], inventory: str | None, service: bool, root: str, keep: int,
             known_hosts: str | None, identity: str | None, jobs: int, install_runtime: bool,
             wheel: str | None, extras: str, connect_timeout: float, service_group: str,
             unit_dir: str, config_dir: str, systemctl: str, as_json: bool) -> None:  # fmt: skip
     """Deploy BUILD_DIR (artifacts + manifest) to devices over SSH, in parallel."""
-    from edgecnn.deploy import DeployOptions, deploy, read_inventory
+    from edgecnn import deploy as dep
+    from edgecnn.deploy_health import health_url as check_url
     from edgecnn.errors import BadInput
 
-    targets = list(hosts) + (read_inventory(inventory) if inventory else [])
+    if rollback == bool(build_dir):
+        raise BadInput("give BUILD_DIR to deploy, or --rollback (without one) to switch back")
+    targets = list(hosts) + (dep.read_inventory(inventory) if inventory else [])
     if not root.startswith("/"):
         raise BadInput("--root must be an absolute path on the device")
-    opts = DeployOptions(
+    opts = dep.DeployOptions(
         root=root,
         service=service,
         keep=keep,
@@ -113,10 +134,27 @@ def command(build_dir: str, hosts: tuple[str, ...], inventory: str | None, servi
         install_runtime=install_runtime or bool(wheel),
         wheel=wheel,
         extras=extras,
+        health_url=health_url,
+        health_timeout=health_timeout,
     )
-    results = deploy(build_dir, targets, opts, jobs=jobs)
+    check_url(opts, "")  # a malformed --health-url fails here, before any device
+    if rollback:
+        results = dep.rollback(targets, opts, jobs=jobs)
+    else:
+        results = dep.deploy(build_dir, targets, opts, jobs=jobs)  # type: ignore[arg-type]
     rows = [r.row() for r in results]
-    cols = ["host", "status", "version", "files", "bytes", "service", "runtime", "seconds", "error"]
+    cols = [
+        "host",
+        "status",
+        "version",
+        "files",
+        "bytes",
+        "service",
+        "runtime",
+        "health",
+        "seconds",
+        "error",
+    ]
     emit(rows, as_json, format_table(rows, cols))
     failed = [r for r in results if r.status != "ok"]
     if failed:

@@ -33,9 +33,11 @@ Examples:
   edgecnn serve --model /opt/edgecnn/models/current --source picamera2 \\
       --host 0.0.0.0 --token-file /etc/edgecnn/token --mqtt-host localhost
   edgecnn serve --config /etc/edgecnn/edgecnn.toml --port 9000
+  edgecnn serve --model build/digits --source 0 --capture-dir /var/lib/edgecnn/captures \\
+      --capture-below 0.6 --capture-every 100 --capture-rate 0.5
 
 \b
-Endpoints: GET / (live page), /stream.mjpg, /api/predictions, /healthz
+Endpoints: GET / (live page), /stream.mjpg, /api/predictions, /api/captures, /healthz
 (ok or degraded, with reasons), /livez, /readyz, /metrics; POST /api/predict
 (image bytes as the body). SIGHUP or a change to the model files reloads the
 model; SIGTERM/SIGINT stop. A video file that cannot be decoded exits 2;
@@ -278,6 +280,48 @@ cameras and network streams are retried.""",
 )
 @click.option("--log-max-bytes", default=10_000_000, show_default=True, type=click.IntRange(1024))
 @click.option("--log-backups", default=3, show_default=True, type=click.IntRange(0, 100))
+@click.option(
+    "--capture-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Save frames worth a person's look here (JPEG + JSON), for `edgecnn collect`.",
+)
+@click.option(
+    "--capture-below",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Capture when the top-1 score is under this.",
+)
+@click.option(
+    "--capture-margin",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Capture when top-1 minus top-2 is under this.",
+)
+@click.option(
+    "--capture-every",
+    type=click.IntRange(1),
+    default=None,
+    help="Also capture a random 1-in-N sample of all frames.",
+)
+@click.option(
+    "--capture-max-mb",
+    default=500.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Disk budget; oldest captures go first.",
+)
+@click.option(
+    "--capture-rate",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Captures per second at most.",
+)
+@click.option(
+    "--capture-model-size", is_flag=True, help="Also save each capture at the model's input size."
+)
+@click.option("--capture-seed", type=int, default=None, hidden=True)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging (each HTTP request).")
 @handle_errors
 def command(**kwargs: Any) -> None:

@@ -82,6 +82,14 @@ class ServeOptions:
     log_file: str | None = None
     log_max_bytes: int = 10_000_000
     log_backups: int = 3
+    capture_dir: str | None = None  # edgecnn.daemon.capture: frames worth a person's look
+    capture_below: float | None = None
+    capture_margin: float | None = None
+    capture_every: int | None = None
+    capture_max_mb: float = 500.0
+    capture_rate: float = 1.0
+    capture_model_size: bool = False
+    capture_seed: int | None = None
     verbose: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -64,6 +64,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/livez": ("GET", "HEAD"),
     "/readyz": ("GET", "HEAD"),
     "/metrics": ("GET", "HEAD"),
+    "/api/captures": ("GET", "HEAD"),
     "/api/predict": ("POST",),
 }
 
@@ -202,6 +203,7 @@ class HttpServer:
             "/livez": self.livez,
             "/readyz": self.readyz,
             "/metrics": self.metrics,
+            "/api/captures": self.captures,
             "/api/predict": self.predict,
         }[path]
         return await handler(req)
@@ -250,6 +252,16 @@ class HttpServer:
 
     async def predictions(self, req: web.BaseRequest) -> web.StreamResponse:
         return json_response(200, self.app.live_status())
+
+    async def captures(self, req: web.BaseRequest) -> web.StreamResponse:
+        store = self.app.capture_store
+        if store is None:
+            raise HTTPError(404, "capture is off (serve --capture-dir DIR)")
+        try:
+            limit = min(1000, max(0, int(req.query.get("limit", "100"))))
+        except ValueError:
+            raise HTTPError(400, "limit must be an integer") from None
+        return json_response(200, store.listing(limit))
 
     async def predict(self, req: web.BaseRequest) -> web.StreamResponse:
         n = content_length(req, self.app.max_upload)

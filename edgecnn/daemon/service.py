@@ -18,6 +18,7 @@ from typing import Any
 
 from edgecnn.daemon import systemd
 from edgecnn.daemon.backoff import Backoff
+from edgecnn.daemon.capture import CaptureCollector, attach_capture
 from edgecnn.daemon.config import ServeOptions
 from edgecnn.daemon.http import HttpServer
 from edgecnn.daemon.httpcore import Limits
@@ -115,6 +116,7 @@ class Daemon:
         self.mqtt: Any = None  # the metrics' snapshot reads both from the start
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
+        self.capture_store = attach_capture(self, opts)  # before the model: a bad dir fails first
         self.holder = ModelHolder(
             opts.model, opts.backend, opts.artifact, opts.threads, opts.resize
         )
@@ -129,6 +131,8 @@ class Daemon:
         self.counters = Counters()
         self.slot = LatestSlot(depth=4 if opts.sync else 1)
         self.metrics = Metrics(self.snapshot)
+        if self.capture_store:
+            self.metrics.registry.register(CaptureCollector(self.capture_store))
         self.jpeg_cache = JpegCache()
         self.jsonlog = (
             JsonLinesLog(opts.log_file, opts.log_max_bytes, opts.log_backups)
@@ -136,7 +140,7 @@ class Daemon:
             else None
         )
         self.mqtt = mqtt_of(opts)
-        listeners = [x for x in (self.jsonlog, self.mqtt) if x is not None]
+        listeners = [x for x in (self.jsonlog, self.mqtt, self.capture_store) if x is not None]
         self.worker = InferenceWorker(
             self.holder,
             self.slot,
@@ -249,6 +253,9 @@ class Daemon:
             "uptime_s": round(time.monotonic() - c.started, 1),
             "last_reload": self.holder.last_reload,
             "last_reload_error": self.holder.last_reload_error,
+            # A full capture disk is reported, not a degradation: classification goes on.
+            "capture": self.capture_store.status() if self.capture_store else None,
+            "warnings": self.capture_store.warnings() if self.capture_store else [],
         }
 
     def liveness(self) -> dict[str, Any]:
@@ -291,9 +298,11 @@ class Daemon:
             "prediction": res.to_json() if res else None,
             "stages": self.worker.stages.means_ms(),
             "history": self.worker.history.items(),
-            "health": {"status": health["status"], "problems": health["problems"]},
+            "health": {"status": health["status"], "problems": health["problems"],
+                       "warnings": health.get("warnings", [])},
             "threshold": self.threshold,
-        }
+            "captures": self.capture_store.stats.saved if self.capture_store else None,
+        }  # fmt: skip
 
     def frame_jpeg(self, res: Result) -> bytes:
         """The annotated JPEG of a result, encoded once however many clients watch."""
@@ -341,6 +350,8 @@ class Daemon:
         self.http.start()
         if self.mqtt:
             self.mqtt.start()
+        if self.capture_store:
+            self.capture_store.start()
         self.worker.start()
         self.capture.start()
         m = self.holder.get()
@@ -418,6 +429,9 @@ class Daemon:
                 log.warning("MQTT stop: %s", e)
         self.worker.join(timeout=1.0)
         self.capture.join(timeout=0.5)
+        if self.capture_store:
+            self.capture_store.drain(timeout=3.0)
+            self.capture_store.stop()
         if self.jsonlog:
             self.jsonlog.event(
                 "stop", frames=self.counters.frames, inferences=self.counters.inferences
