@@ -263,3 +263,20 @@ def test_calibrate_refuses_models_and_bad_corpus(build):
         from edgecnn.bench.calibrate import CalibrationOptions, calibrate
 
         calibrate(CalibrationOptions(corpus="huge"))
+
+
+def test_calibration_survives_the_runtime_crashing_on_a_model(tmp_path):
+    """LiteRT 2.x aborts ("double free") when it runs the int8 export of corpus network 31
+    (an inverted-residual block with a 5x5 depthwise and squeeze-excite). The calibration
+    records that model as failed, starts a new worker after it, and measures the rest."""
+    from edgecnn.bench.calibrate import _local
+    from edgecnn.bench.corpus import export_corpus, net_specs
+
+    specs = net_specs("full", 0)
+    export_corpus([specs[31], specs[0]], tmp_path, ("tflite",), ("int8",))
+    results, _ = _local(tmp_path, [1], 600)
+    rows = {r["file"].split("_")[0]: r for r in results if "file" in r}
+    assert set(rows) == {"n031", "n000"}, results
+    assert rows["n031"]["kind"] == "crash" and "crashed" in rows["n031"]["error"]
+    assert "error" not in rows["n000"] and rows["n000"]["p50_ms"] > 0
+    assert [r["event"] for r in results if "event" in r].count("start") == 2  # restarted once

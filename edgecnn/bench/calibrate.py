@@ -3,8 +3,9 @@
 1. The corpus (edgecnn.bench.corpus) is generated and exported here, on the host.
 2. `edgecnn.runtime.corpus_worker` times every artifact at each thread count on the
    target: this machine, or a device over SSH (with the device package copied along).
-3. One kernel model is fitted per (format, precision, threads) that ran completely; a
-   key with any failed artifact is left out of the profile, with the reason.
+3. One kernel model is fitted per (format, precision, threads) from the corpus models that
+   ran (at least 90% of them; a runtime that crashes on a model is restarted after it);
+   a key with fewer is left out of the profile, and the report names every failure.
 4. The profile (and the raw measurements beside it) is written to the user's profile
    directory or --profile, and later estimates for that device use it.
 """
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ from edgecnn.runtime.opgraph import Op
 from edgecnn.versions import tool_versions
 
 Say = Callable[[str], None]
+MIN_SHARE = 0.9  # a kernel model is fitted when at least this share of the corpus ran
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -66,13 +69,51 @@ def _local(
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    opts = {"dir": str(corpus), "threads": threads}
-    try:
-        p = subprocess.run([sys.executable, "-m", MODULE, json.dumps(opts)], capture_output=True, text=True,
-                           timeout=timeout, env=env)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise BadInput(f"calibration timed out after {timeout:g} s") from None
-    return parse_worker_lines(p.stdout), platform.machine()
+
+    def run_once(skip: list[list[Any]]) -> tuple[str, str, int]:
+        opts = json.dumps({"dir": str(corpus), "threads": threads, "skip": skip})
+        try:
+            p = subprocess.run([sys.executable, "-m", MODULE, opts], capture_output=True, text=True,
+                               timeout=timeout, env=env)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise BadInput(f"calibration timed out after {timeout:g} s") from None
+        return p.stdout, p.stderr, p.returncode
+
+    return run_surviving_crashes(run_once), platform.machine()
+
+
+def _crash_text(stderr: str, code: int) -> str:
+    how = (
+        f"signal {signal.Signals(-code).name}"
+        if code < 0 and -code in signal.valid_signals()
+        else f"exit {code}"
+    )
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("INFO:")]
+    return f"the runtime crashed on it ({how}{': ' + lines[-1][:160] if lines else ''})"
+
+
+def run_surviving_crashes(run_once: Callable[[list[list[Any]]], tuple[str, str, int]],
+                          max_restarts: int = 50) -> list[dict[str, Any]]:  # fmt: skip
+    """Run the corpus worker; when it dies on a model, record that model as failed and start
+    another worker after it. Returns every result line (events included)."""
+    results: list[dict[str, Any]] = []
+    done: list[list[Any]] = []
+    for _ in range(max_restarts + 1):
+        stdout, stderr, code = run_once(done)
+        lines = parse_worker_lines(stdout)
+        results += [r for r in lines if r.get("event") != "begin"]
+        done += [[r["file"], r["threads"]] for r in lines if "file" in r and "event" not in r]
+        if any(r.get("event") in ("end", "error") for r in lines):
+            break
+        began = [r for r in lines if r.get("event") == "begin"]
+        finished = {(f, t) for f, t in done}
+        crashed = [r for r in began if (r["file"], r["threads"]) not in finished]
+        if not crashed:
+            break  # it stopped before starting anything: nothing to skip past
+        rec = {k: v for k, v in crashed[-1].items() if k != "event"}
+        results.append({**rec, "error": _crash_text(stderr, code), "kind": "crash"})
+        done.append([rec["file"], rec["threads"]])
+    return results
 
 
 def _remote(
@@ -90,10 +131,18 @@ def _remote(
         remote.put_files(files, tmp)
         q = shlex.quote
         arch = remote.run("uname -m", check=False, timeout=60).stdout.decode().strip() or "unknown"
-        opts = json.dumps({"dir": f"{tmp}/corpus", "threads": threads})
-        cmd = f"cd {q(tmp)} && PYTHONPATH={q(tmp + '/pkg')} {q(o.remote_python)} -m {MODULE} {q(opts)}"
-        proc = remote.run(cmd, check=False, timeout=o.timeout)
-        return parse_worker_lines(proc.stdout.decode("utf-8", "replace")), arch
+
+        def run_once(skip: list[list[Any]]) -> tuple[str, str, int]:
+            opts = json.dumps({"dir": f"{tmp}/corpus", "threads": threads, "skip": skip})
+            cmd = f"cd {q(tmp)} && PYTHONPATH={q(tmp + '/pkg')} {q(o.remote_python)} -m {MODULE} {q(opts)}"
+            proc = remote.run(cmd, check=False, timeout=o.timeout)
+            out, err = (
+                proc.stdout.decode("utf-8", "replace"),
+                proc.stderr.decode("utf-8", "replace"),
+            )
+            return out, err, proc.returncode
+
+        return run_surviving_crashes(run_once), arch
     finally:
         remote.remove_dir(tmp)
 
@@ -127,12 +176,17 @@ def fit_profile(
     models, failed = {}, {}
     for key, rows in sorted(by_key.items()):
         bad = [r for r in rows if "error" in r]
-        if bad:
+        good = [r for r in rows if "error" not in r]
+        if len(good) < MIN_SHARE * len(rows):
             failed[key] = (
                 f"{len(bad)} of {len(rows)} corpus models failed, e.g. {bad[0]['file']}: {bad[0]['error']}"
             )
             continue
-        models[key] = fit(samples_of(rows))
+        models[key] = fit(samples_of(good))
+        if bad:  # the fit stands on the rest; the report names what could not run
+            failed[f"{key} (models left out)"] = "; ".join(
+                f"{r['file']}: {r['error']}" for r in bad
+            )
     return models, failed
 
 

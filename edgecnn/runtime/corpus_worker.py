@@ -7,8 +7,10 @@ precision) on the host, copies it here when the target is remote, and runs
 
 Each artifact is loaded once per thread count through the format registry and timed as
 the bench worker times a build's artifacts: input set, invoke, output read and
-dequantized. A line per result goes out as soon as it is known, so a corpus that stops
-half-way (a runtime missing, a crash) still says which part failed.
+dequantized. A line per result goes out as soon as it is known, and a line before each
+one starts, so when the runtime itself crashes on a model (it happens: LiteRT aborts on
+some int8 graphs) the caller knows which, records it and starts a new worker after it
+(`"skip"`: the [file, threads] pairs already done).
 """
 
 from __future__ import annotations
@@ -80,18 +82,22 @@ def run_corpus(opts: dict[str, Any]) -> int:
     threads = opts.get("threads") or "auto"
     if threads == "auto":  # one thread, and every core of this machine
         threads = sorted({1, os.cpu_count() or 1})
+    skip = {(f, int(t)) for f, t in opts.get("skip") or []}  # done by an earlier worker
     failed = 0
     _emit(
         {"event": "start", "system": system_state(), "artifacts": len(entries), "threads": threads}
     )
     for entry in entries:
         for t in threads:
+            if (entry["file"], t) in skip:
+                continue
             rec = {
                 "file": entry["file"],
                 "format": entry["format"],
                 "precision": entry["precision"],
                 "threads": t,
             }
+            _emit({"event": "begin", **rec})  # if the runtime crashes on it, this says on what
             t0 = time.perf_counter()
             try:
                 rec.update(time_artifact(root / entry["file"], entry["format"], t, opts))
