@@ -208,6 +208,31 @@ def test_kernel_model_recovers_per_op_costs():
     assert model.predict_ops(test_ops) == pytest.approx(want, rel=0.02)
 
 
+def test_op_variants_get_their_own_costs_when_they_differ():
+    """Two element-wise ops of one kind at very different speeds (an int8 ADD is not a
+    HARD_SWISH): the fit gives each variant its own cost, and an unseen variant falls back
+    to the kind's."""
+    from edgecnn.bench.latency_model import fit
+    from edgecnn.runtime.opgraph import Op
+
+    per_elem = {"add": 1e-7, "hardswish": 2e-6}
+    rng = np.random.default_rng(1)
+    samples = []
+    for i in range(60):
+        ops = [Op("eltwise", v.upper(), int(n), int(n), int(n), 0, 1, 0, v)
+               for v in per_elem for n in rng.integers(1_000, 200_000, int(rng.integers(1, 5)))]  # fmt: skip
+        ms = 0.01 + sum(per_elem[o.variant] * o.macs for o in ops)
+        samples.append((ops, ms, f"n{i}"))
+    model = fit(samples)
+    assert any(name.startswith("eltwise.hardswish:") for name in model.coef), model.coef
+    assert model.cv["median_abs"] < 0.02 and model.cv["within_15"] == 1.0
+    add = Op("eltwise", "ADD", 100_000, 100_000, 100_000, 0, 1, 0, "add")
+    swish = Op("eltwise", "HARD_SWISH", 100_000, 100_000, 100_000, 0, 1, 0, "hardswish")
+    assert model.op_ms(swish) == pytest.approx(20 * model.op_ms(add), rel=0.1)
+    unseen = Op("eltwise", "LOGISTIC", 100_000, 100_000, 100_000, 0, 1, 0, "logistic")
+    assert 0 < model.op_ms(unseen) < model.op_ms(swish)
+
+
 def test_benchmark_model_semantics():
     """At least `runs` timed runs and at least `min_s` seconds of them; warm-up likewise."""
     from edgecnn.runtime.timing import TimingPlan, time_calls

@@ -3,7 +3,7 @@ are fitted from.
 
 1. The networks of edgecnn.bench.published.FIGURES are rebuilt (keras.applications with
    random weights: latency does not depend on them) and converted to float32 and int8
-   TFLite; their operators' features are recorded (edgecnn.runtime.opgraph).
+   TFLite; their operators are recorded (edgecnn.runtime.opgraph).
 2. The reference kernel model (relative per-operator costs) is refitted, at the fixed SIMD
    tile the published profiles use, from a host calibration's raw measurements
    (`edgecnn bench --calibrate` writes them beside the profile).
@@ -52,9 +52,9 @@ def networks() -> dict[str, Any]:
     }
 
 
-def network_features(name: str, build: Any) -> dict[str, dict[str, float]]:
-    from edgecnn.bench.latency_model import feature_names, features
-    from edgecnn.bench.published import TILE
+def network_ops(name: str, build: Any) -> dict[str, dict[str, Any]]:
+    from dataclasses import astuple
+
     from edgecnn.export.tflite import to_tflite
     from edgecnn.runtime.opgraph import tflite_ops
 
@@ -64,7 +64,7 @@ def network_features(name: str, build: Any) -> dict[str, dict[str, float]]:
     out = {}
     for precision in ("float32", "int8"):
         ops = tflite_ops(to_tflite(model, precision, calib=calib))
-        vec = dict(zip(feature_names(), features(ops, TILE).tolist(), strict=True))
+        vec: dict[str, Any] = {"ops": [list(astuple(op)) for op in ops]}
         vec["total_macs"] = float(sum(op.macs for op in ops))
         vec["weight_bytes"] = float(sum(op.weight_elems for op in ops))  # int8: a byte each
         out[f"{name}/{precision}"] = vec
@@ -82,10 +82,13 @@ def reference(measurements: Path) -> dict[str, dict[str, float]]:
         mine = [
             r
             for r in rows
-            if r["format"] == "tflite" and r["precision"] == precision and r["threads"] == 1
+            if r["format"] == "tflite"
+            and r["precision"] == precision
+            and r["threads"] == 1
+            and "error" not in r
         ]
         model = fit(samples_of(mine), tiles=(TILE,))
-        ref[precision] = model.coef
+        ref[precision] = model.to_dict()
         print(
             f"reference tflite/{precision}/t1 at tile {TILE}: {len(mine)} corpus models, cv {model.cv}"
         )
@@ -107,7 +110,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory():
         for name, build in networks().items():
             with captured_output():
-                feats = network_features(name, build)
+                feats = network_ops(name, build)
             nets.update(feats)
             for key, v in feats.items():
                 print(

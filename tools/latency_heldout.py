@@ -11,6 +11,7 @@ beside each measurement:
 
     python tools/latency_heldout.py                          # the host profile in the user dir
     python tools/latency_heldout.py --profile host.json --json heldout.json
+    python tools/latency_heldout.py --work runs/heldout      # keep models and measurements
 """
 
 from __future__ import annotations
@@ -125,15 +126,30 @@ def export(models: list[tuple[str, Any]], out: Path) -> None:
 
 
 def measure(out: Path, threads: list[int]) -> list[dict[str, Any]]:
-    from edgecnn.bench.calibrate import parse_worker_lines
+    """The corpus worker over the held-out set (restarted past any model the runtime crashes on)."""
+    from edgecnn.bench.calibrate import run_surviving_crashes
     from edgecnn.runtime.corpus_worker import MODULE
 
-    opts = {"dir": str(out), "threads": threads, "min_s": 1.0, "warmup_min_s": 0.3}
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    p = subprocess.run(
-        [sys.executable, "-m", MODULE, json.dumps(opts)], capture_output=True, text=True, env=env
-    )
-    return [r for r in parse_worker_lines(p.stdout) if "file" in r]
+
+    def run_once(skip: list[list[Any]]) -> tuple[str, str, int]:
+        opts = {"dir": str(out), "threads": threads, "min_s": 1.0, "warmup_min_s": 0.3, "skip": skip}
+        p = subprocess.run([sys.executable, "-m", MODULE, json.dumps(opts)], capture_output=True,
+                           text=True, env=env)  # fmt: skip
+        return p.stdout, p.stderr, p.returncode
+
+    return [r for r in run_surviving_crashes(run_once) if "file" in r]
+
+
+def measured(work: Path, threads: list[int], again: bool) -> list[dict[str, Any]]:
+    """Export and measure once into WORK; later runs (a refitted profile) reuse both."""
+    raw = work / "measurements.json"
+    if not (work / "corpus.json").is_file():
+        work.mkdir(parents=True, exist_ok=True)
+        export(heldout_models(), work)
+    if again or not raw.is_file():
+        raw.write_text(json.dumps(measure(work, threads)))
+    return json.loads(raw.read_text())
 
 
 def old_estimate(ops: list[Any], precision: str) -> float:
@@ -191,13 +207,15 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, default=profile_dir() / "host.json")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--work", type=Path, help="keep the held-out models and measurements here")
+    ap.add_argument("--remeasure", action="store_true", help="measure again even if --work has them")
     a = ap.parse_args()
     profile = load_profile(a.profile)
     quiet_tensorflow()
+    threads = [int(t) for t in a.threads.split(",")]
     with tempfile.TemporaryDirectory(prefix="edgecnn-heldout-") as tmp:
-        out = Path(tmp)
-        export(heldout_models(), out)
-        rows = evaluate(out, measure(out, [int(t) for t in a.threads.split(",")]), profile)
+        work = a.work or Path(tmp)
+        rows = evaluate(work, measured(work, threads, a.remeasure), profile)
     table = [
         {k: (f"{v:+.0%}" if k in ("error", "old_error") else v) for k, v in r.items() if k != "key"}
         for r in rows

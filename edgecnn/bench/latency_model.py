@@ -3,7 +3,11 @@
     t = t0 + sum over operators of (a_k + b_k * MACs + c_k * bytes moved)
 
 with one (a, b, c) per operator kind k (edgecnn.runtime.opgraph.KINDS): a per-op fixed
-cost, a cost per multiply-accumulate and a cost per byte read or written. MACs are counted
+cost, a cost per multiply-accumulate and a cost per byte read or written. Kinds hide kernels
+of different speed (an int8 ADD and a HARD_SWISH are both "eltwise"; a strided 3x3 conv is
+not a 1-stride one), so each op variant seen in enough corpus networks gets its own
+(a, b, c) on top of its kind's; cross-validation decides whether they help. A variant the
+fit never saw costs what the kind costs in a fit without variants (kept as "kind.*"). MACs are counted
 on output channels rounded up to the kernel's SIMD tile (XNNPACK's GEMMs work on blocks of
 channels, so a 20-channel convolution costs what a 24-channel one does); the tile is
 chosen by cross-validation. The fit is non-negative least squares on *relative* error,
@@ -30,10 +34,21 @@ TILES = (1, 4, 8, 16)
 PARTS = ("n", "macs", "bytes")
 FOLDS = 5
 WITHIN = 0.15  # the issue's bar: estimates within +-15% of the measurement
+MIN_NETS = 3  # an op variant in fewer corpus networks than this gets no costs of its own
+
+Sample = tuple[list[Op], float, str]  # (operators, measured ms, network name)
 
 
-def feature_names() -> list[str]:
-    return ["t0"] + [f"{k}:{p}" for k in KINDS for p in PARTS]
+def feature_names(samples: list[Sample] | None = None) -> list[str]:
+    """The kinds' features, and the variants' seen in at least MIN_NETS of `samples`."""
+    base = ["t0"] + [f"{k}:{p}" for k in KINDS for p in PARTS]
+    nets_of: dict[str, set[str]] = {}
+    for ops, _, net in samples or []:
+        for op in ops:
+            for name in op_features(op, 1):
+                if "." in name.split(":")[0]:
+                    nets_of.setdefault(name, set()).add(net)
+    return base + sorted(n for n, nets in nets_of.items() if len(nets) >= MIN_NETS)
 
 
 def _tiled(op: Op, tile: int) -> float:
@@ -46,23 +61,26 @@ def _tiled(op: Op, tile: int) -> float:
 def op_features(op: Op, tile: int) -> dict[str, float]:
     if op.kind == FREE:
         return {}
-    return {
-        f"{op.kind}:n": 1.0,
-        f"{op.kind}:macs": _tiled(op, tile),
-        f"{op.kind}:bytes": float(op.bytes_moved),
-    }
+    parts = {"n": 1.0, "macs": _tiled(op, tile), "bytes": float(op.bytes_moved)}
+    out = {f"{op.kind}:{p}": v for p, v in parts.items()}
+    if op.variant:
+        out.update({f"{op.kind}.{op.variant}:{p}": v for p, v in parts.items()})
+    return out
 
 
-def features(ops: Iterable[Op], tile: int) -> np.ndarray:
-    """The model's feature vector of one network."""
-    names = feature_names()
-    index = {n: i for i, n in enumerate(names)}
-    v = np.zeros(len(names))
-    v[0] = 1.0
+def network_features(ops: Iterable[Op], tile: int) -> dict[str, float]:
+    """Every feature of one network, by name (t0 = 1)."""
+    out = {"t0": 1.0}
     for op in ops:
         for name, value in op_features(op, tile).items():
-            v[index[name]] += value
-    return v
+            out[name] = out.get(name, 0.0) + value
+    return out
+
+
+def features(ops: Iterable[Op], tile: int, names: list[str] | None = None) -> np.ndarray:
+    """The feature vector of one network over `names` (the kinds' features by default)."""
+    feats = network_features(ops, tile)
+    return np.array([feats.get(n, 0.0) for n in names or feature_names()])
 
 
 # Features are scaled to unit size before fitting (MACs are ~1e8, counts ~10) so that the
@@ -89,24 +107,36 @@ class KernelModel:
     tile: int
     samples: int
     cv: dict[str, float] = field(default_factory=dict)  # cross-validated relative errors
+    variants: tuple[str, ...] = ()  # "kind.variant" with costs of their own
 
     def predict_ops(self, ops: Iterable[Op]) -> float:
         """Milliseconds for a network with these operators."""
         return self.coef.get("t0", 0.0) + sum(self.op_ms(op) for op in ops)
 
     def op_ms(self, op: Op) -> float:
-        return sum(
-            self.coef.get(name, 0.0) * value for name, value in op_features(op, self.tile).items()
-        )
+        return sum(self.coef.get(name, 0.0) * value for name, value in self._features(op).items())
+
+    def _features(self, op: Op) -> dict[str, float]:
+        feats = op_features(op, self.tile)
+        if not self.variants or not op.variant or f"{op.kind}.{op.variant}" in self.variants:
+            return feats
+        prefix = f"{op.kind}:"  # a variant the fit never saw: the kind's fallback costs
+        return {f"{op.kind}.*:{n[len(prefix):]}": v for n, v in feats.items() if n.startswith(prefix)}
+
+    def scaled(self, factor: float, cv: dict[str, float] | None = None) -> KernelModel:
+        """The same model on a device `factor` times slower."""
+        return KernelModel({k: v * factor for k, v in self.coef.items()}, self.tile, self.samples,
+                           self.cv if cv is None else cv, self.variants)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tile": self.tile, "samples": self.samples, "cv": self.cv,
+        return {"tile": self.tile, "samples": self.samples, "cv": self.cv, "variants": list(self.variants),
                 "coef": {k: v for k, v in self.coef.items() if v}}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> KernelModel:
         return cls({str(k): float(v) for k, v in d["coef"].items()}, int(d["tile"]), int(d.get("samples", 0)),
-                   {str(k): float(v) for k, v in (d.get("cv") or {}).items()})  # fmt: skip
+                   {str(k): float(v) for k, v in (d.get("cv") or {}).items()},
+                   tuple(str(v) for v in d.get("variants") or ()))  # fmt: skip
 
 
 def error_summary(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -133,23 +163,37 @@ def _cv_predictions(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndar
     return pred
 
 
-def fit(samples: list[tuple[list[Op], float, str]], tiles: tuple[int, ...] = TILES) -> KernelModel:
-    """Fit one kernel model to (operators, measured ms, network name) samples, choosing
-    the SIMD tile whose cross-validated error is lowest."""
+def fit(samples: list[Sample], tiles: tuple[int, ...] = TILES) -> KernelModel:
+    """Fit one kernel model to (operators, measured ms, network name) samples, choosing the
+    SIMD tile, and whether op variants get costs of their own, by cross-validated error."""
     y = np.array([s[1] for s in samples])
     groups = np.array([s[2] for s in samples])
-    best: tuple[float, int, dict[str, float]] | None = None
-    for tile in tiles:
-        x = np.stack([features(s[0], tile) for s in samples])
-        cv = error_summary(_cv_predictions(x, y, groups), y)
-        if best is None or cv["median_abs"] < best[0]:
-            best = (cv["median_abs"], tile, cv)
-    _, tile, cv = best  # type: ignore[misc]
-    x = np.stack([features(s[0], tile) for s in samples])
-    coef = _nnls_relative(x, y)
-    return KernelModel(
-        dict(zip(feature_names(), coef.tolist(), strict=True)), tile, len(samples), cv
-    )
+    best: tuple[float, int, list[str], dict[str, float]] | None = None
+    for names in _candidate_names(samples):
+        for tile in tiles:
+            x = np.stack([features(s[0], tile, names) for s in samples])
+            cv = error_summary(_cv_predictions(x, y, groups), y)
+            if best is None or cv["median_abs"] < best[0]:
+                best = (cv["median_abs"], tile, names, cv)
+    _, tile, names, cv = best  # type: ignore[misc]
+    coef = _fit_coef(samples, y, tile, names)
+    variants = tuple(sorted({n.split(":")[0] for n in names if "." in n.split(":")[0]}))
+    if variants:  # the fallback for variants it never saw: the kinds' costs without variants
+        for name, value in _fit_coef(samples, y, tile, feature_names()).items():
+            if ":" in name:
+                kind, part = name.split(":")
+                coef[f"{kind}.*:{part}"] = value
+    return KernelModel(coef, tile, len(samples), cv, variants)
+
+
+def _fit_coef(samples: list[Sample], y: np.ndarray, tile: int, names: list[str]) -> dict[str, float]:
+    x = np.stack([features(s[0], tile, names) for s in samples])
+    return dict(zip(names, _nnls_relative(x, y).tolist(), strict=True))
+
+
+def _candidate_names(samples: list[Sample]) -> list[list[str]]:
+    kinds, variants = feature_names(), feature_names(samples)
+    return [kinds, variants] if len(variants) > len(kinds) else [kinds]
 
 
 def breakdown(model: KernelModel, ops: list[Op], top: int = 5) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ weights that do not fit on the chip stream over USB on every inference (VGG16's 
 Each fit reports its leave-one-out error on its own figures: how wrong it was on the one
 figure it did not see, in turn for each.
 
-The operator features of the published networks and the reference model are data made by
+The operators of the published networks and the reference model are data made by
 `python tools/fit_published_profiles.py` (edgecnn/bench/data/published_inputs.json);
 edit the figures here, then run it again.
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.bench.latency_model import KernelModel, error_summary, feature_names
+from edgecnn.bench.latency_model import KernelModel, error_summary
 from edgecnn.bench.profiles import Profile
 from edgecnn.errors import BadInput
 from edgecnn.runtime.opgraph import Op
@@ -145,14 +145,12 @@ def _inputs() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _vector(net: str, precision: str) -> np.ndarray:
-    feats = _inputs()["networks"][f"{net}/{precision}"]
-    return np.array([feats.get(name, 0.0) for name in feature_names()])
+def _ops(net: str, precision: str) -> list[Op]:
+    return [Op(*o) for o in _inputs()["networks"][f"{net}/{precision}"]["ops"]]
 
 
-def _reference(precision: str) -> np.ndarray:
-    coef = _inputs()["reference"][precision]
-    return np.array([coef.get(name, 0.0) for name in feature_names()])
+def _reference(precision: str) -> KernelModel:
+    return KernelModel.from_dict(_inputs()["reference"][precision])
 
 
 def _fit_scale(r: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -175,13 +173,14 @@ def _leave_one_out(r: np.ndarray, y: np.ndarray, fit: Any, predict: Any) -> dict
 
 def _cpu_model(figs: list[Figure]) -> KernelModel:
     ref = _reference(figs[0].precision)
-    r = np.array([ref @ _vector(f.net, f.precision) for f in figs])
+    r = np.array([ref.predict_ops(_ops(f.net, f.precision)) for f in figs])
     y = np.array([f.ms for f in figs])
     s, c = _fit_scale(r, y)
     cv = _leave_one_out(r, y, _fit_scale, lambda sc, ri: sc[0] * ri + sc[1])
-    coef = dict(zip(feature_names(), (s * ref).tolist(), strict=True))
-    coef["t0"] = coef.get("t0", 0.0) + c
-    return KernelModel(coef, TILE, len(figs), cv)
+    model = ref.scaled(s, cv)
+    model.coef["t0"] = model.coef.get("t0", 0.0) + c
+    model.samples = len(figs)
+    return model
 
 
 def _tpu_features(f: Figure) -> np.ndarray:
@@ -216,17 +215,12 @@ def _basis(device: str, figs: list[Figure]) -> str:
     return f"published figures for {device} ({len(figs)}: {'; '.join(sources)})"
 
 
-def _scaled(model: KernelModel, factor: float, cv: dict[str, float] | None = None) -> KernelModel:
-    return KernelModel({k: v * factor for k, v in model.coef.items()}, model.tile, model.samples,
-                       model.cv if cv is None else cv)  # fmt: skip
-
-
 @cache
 def published_profile(device: str) -> Profile:
     """The shipped profile of `device` (see the module docstring)."""
     if device == "pi5":
         base = published_profile("pi4")
-        models = {k: _scaled(m, 1.0 / PI5_SPEEDUP, {}) for k, m in base.models.items()}
+        models = {k: m.scaled(1.0 / PI5_SPEEDUP, {}) for k, m in base.models.items()}
         return Profile("pi5", "aarch64", "published", PI5_SOURCE, "", models)
     if device not in FIGURES:
         raise BadInput(f"no published latency figures for {device}")
@@ -241,6 +235,6 @@ def published_profile(device: str) -> Profile:
             and key.replace("int8", "float32") not in models
             and device not in EDGETPU_DEVICES
         ):
-            models[key.replace("int8", "float32")] = _scaled(models[key], FLOAT_OVER_INT8, {})
+            models[key.replace("int8", "float32")] = models[key].scaled(FLOAT_OVER_INT8, {})
     arch = "x86_64" if device == "host" else "aarch64"
     return Profile(device, arch, "published", _basis(device, figs), "", models)

@@ -30,7 +30,7 @@ build, the switch is undone. --rollback points current back at the version
 before it. A build whose retrain gate failed is refused. Exit 0: every host
 done; 1: some host failed or was rolled back; 2: bad input.""",
 )
-@click.argument("build_dir", required=False, type=click.Path(file_okay=False))
+@click.argument("build_dir", required=False, type=click.Path())
 @click.option(
     "--rollback", is_flag=True, help="Switch back to the previous version (no BUILD_DIR)."
 )

@@ -29,6 +29,7 @@ from edgecnn.daemon.overlay import JpegCache, annotate
 from edgecnn.daemon.pipeline import CaptureWorker, Counters, InferenceWorker, LatestSlot, Result
 from edgecnn.daemon.sources import make_source
 from edgecnn.errors import BadInput
+from edgecnn.optional import require
 
 log = logging.getLogger("edgecnn.daemon")
 
@@ -103,6 +104,8 @@ class Daemon:
         self.token = opts.resolved_token()
         check_exposure(opts.host, self.token, opts.insecure)
         check_options(opts)
+        if opts.mqtt_host:  # a missing package is reported before the source is opened
+            require("paho.mqtt.client")
         self.top_k = opts.top_k
         self.threshold = opts.threshold
         self.max_upload = opts.max_upload

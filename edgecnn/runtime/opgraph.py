@@ -64,6 +64,9 @@ class Op:
     weight_elems: int
     elem_bytes: int  # 1 for int8 activations, 4 for float32
     channels_out: int = 0  # output channels of a convolution / units of a dense layer
+    # What makes kernels of one kind differ in speed: "k3s2" (kernel, stride) for a
+    # convolution, the operator itself for element-wise ops and pooling ("add", "hardswish").
+    variant: str = ""
 
     @property
     def bytes_moved(self) -> int:
@@ -74,6 +77,16 @@ class Op:
 
 def _prod(shape: Any) -> int:
     return int(np.prod([max(int(v), 1) for v in shape])) if len(shape) else 1
+
+
+def _spatial(shape: list[int], nchw: bool) -> int:
+    return int(shape[2] if nchw else shape[1]) if len(shape) == 4 else 0
+
+
+def _stride_variant(kernel: int, in_shape: list[int], out_shape: list[int], nchw: bool) -> str:
+    h_in, h_out = _spatial(in_shape, nchw), _spatial(out_shape, nchw)
+    stride = max(1, round(h_in / h_out)) if h_out else 1
+    return f"k{kernel}s{stride}"
 
 
 def _tflite_conv(name: str, w: list[int], out_elems: int) -> tuple[str, int, int]:
@@ -97,11 +110,13 @@ def _tflite_op(op: dict[str, Any], tensors: dict[int, dict[str, Any]]) -> Op:
     w = [int(v) for v in ins[1]["shape"]] if len(ins) > 1 else []
     if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(w) == 4:
         kind, macs, cout = _tflite_conv(name, w, out_elems)
-        return Op(kind, name, macs, in_elems, out_elems, w_elems, elem, cout)
+        variant = _stride_variant(w[1], ins[0]["shape"], outs[0]["shape"], nchw=False)
+        return Op(kind, name, macs, in_elems, out_elems, w_elems, elem, cout, variant)
     if name == "FULLY_CONNECTED" and len(w) == 2:
         return Op("fc", name, out_elems * w[1], in_elems, out_elems, w_elems, elem, w[0])
     kind = TFLITE_KINDS.get(name, "other")
-    return Op(kind, name, out_elems if kind != FREE else 0, in_elems, out_elems, w_elems, elem)
+    return Op(kind, name, out_elems if kind != FREE else 0, in_elems, out_elems, w_elems, elem,
+              variant=name.lower())  # fmt: skip
 
 
 def tflite_ops(model: bytes) -> list[Op]:
@@ -163,9 +178,10 @@ def _onnx_op(
         if len(w) == 4:
             depthwise = group > 1 and w[1] == 1
             kind = "dwconv" if depthwise else ("conv1x1" if w[2] == w[3] == 1 else "conv")
-            return Op(
-                kind, t, out_elems * w[1] * w[2] * w[3], in_elems, out_elems, w_elems, elem, w[0]
-            )
+            x = shapes.get(node.input[0], [])
+            variant = _stride_variant(w[2], x, shapes.get(outs[0], []) if outs else [], nchw=True)
+            return Op(kind, t, out_elems * w[1] * w[2] * w[3], in_elems, out_elems, w_elems, elem,
+                      w[0], variant)  # fmt: skip
     if t in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul"):
         w = _matmul_weight(node, shapes, consts)
         if w:
@@ -173,7 +189,8 @@ def _onnx_op(
             rows = max(1, out_elems // units) if outs and shapes.get(outs[0]) else 1
             return Op("fc", t, rows * k * units, in_elems, rows * units, w_elems, elem, units)
     kind = ONNX_KINDS.get(t, "other")
-    return Op(kind, t, out_elems if kind != FREE else 0, in_elems, out_elems, w_elems, elem)
+    return Op(kind, t, out_elems if kind != FREE else 0, in_elems, out_elems, w_elems, elem,
+              variant=t.lower())  # fmt: skip
 
 
 def _matmul_weight(
