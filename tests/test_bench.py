@@ -57,6 +57,16 @@ def test_local_bench_every_artifact(build):
         assert r["estimate_ms"] > 0 and "estimate_error_pct" in r
     backends = {r["format"]: r["backend"] for r in rows}
     assert backends["tflite"] == "litert" and backends["onnx"] == "onnxruntime"
+    # The table says where int8 is no faster than float32, and only there.
+    from edgecnn.bench.report import int8_notes
+
+    p50 = {(r["format"], r["precision"]): r["p50_ms"] for r in rows}
+    slow = {f for f in ("tflite", "onnx") if p50[(f, "int8")] >= p50[(f, "float32")]}
+    notes = int8_notes(rows)
+    assert {f for f in ("tflite", "onnx") if any(f"int8 {f} " in n for n in notes)} == slow, (
+        p50,
+        notes,
+    )
 
 
 def test_bench_cli_table_json_histogram(build, tmp_path):
@@ -78,7 +88,7 @@ def test_bench_cli_table_json_histogram(build, tmp_path):
     assert res["histogram"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = run_cli("bench", str(build), "--artifact", "float32", "--runs", "10", "--no-plot")
     assert table.returncode == 0, table.stderr
-    header = table.stdout.splitlines()[1]
+    header = next(ln for ln in table.stdout.splitlines() if ln.startswith("format "))
     for col in ("format", "precision", "status", "size_MB", "ms", "FPS", "p99", "RSS_MB"):
         assert col in header
     assert "✅" in table.stdout

@@ -225,13 +225,17 @@ def test_stream_clients_that_never_read_are_dropped(build, video):
                 return b" 200 " in v.recv(4096).split(b"\r\n")[0]
 
         s.wait_for(third_viewer_gets_in, timeout=20, what="a free stream slot")
-        _, _, body = http("GET", s.url("/metrics"))
-        dropped = [
-            ln
-            for ln in body.decode().splitlines()
-            if ln.startswith("edgecnn_stream_clients_dropped")
-        ]
-        assert float(dropped[0].split()[-1]) >= 2, dropped
+
+        def dropped() -> float:  # each stalled viewer is dropped at its own write timeout
+            _, _, body = http("GET", s.url("/metrics"))
+            lines = body.decode().splitlines()
+            return float(
+                next(ln for ln in lines if ln.startswith("edgecnn_stream_clients_dropped")).split()[
+                    -1
+                ]
+            )
+
+        s.wait_for(lambda: dropped() >= 2, timeout=20, what="both stalled viewers dropped")
         for c in stalled:
             c.close()
         assert "dropping stream client" in s.output()

@@ -101,11 +101,11 @@ def by_kind(build_dir: Path) -> dict[str, float]:
 
 
 def run_case(
-    name: str, ratios: list[float], work: Path, limit_train: int | None
+    name: str, ratios: list[float], work: Path, a: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    c = CASES[name]
+    c = dict(CASES[name], **({"fine_tune": a.fine_tune} if a.fine_tune else {}))
     t0 = time.perf_counter()
-    summary = train_case(name, work / name / "train", limit_train)
+    summary = train_case(name, work / name / "train", a.limit_train)
     train_s = time.perf_counter() - t0
     rows = []
     for ratio in [0.0, *ratios]:
@@ -115,8 +115,26 @@ def run_case(
         rows.append({"case": name, "ratio": ratio, "float_top1": acc["float32"], "int8_top1": acc["int8"],
                      "macs": rep["after"]["macs"], "params": rep["after"]["params"], **latency(out),
                      "kinds": by_kind(out), "seconds": rep["build_seconds"], "train_seconds": train_s,
-                     "base_test_accuracy": summary["test_accuracy"]})  # fmt: skip
+                     "base_test_accuracy": summary["test_accuracy"], "build": str(out)})  # fmt: skip
+        with (work / "rows.jsonl").open("a") as f:  # what --remeasure reads back
+            f.write(json.dumps(rows[-1]) + "\n")
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "kinds"}), flush=True)
+    return derived(rows)
+
+
+def remeasured(work: Path) -> list[dict[str, Any]]:
+    """The rows of an earlier --keep run, with every latency measured again (e.g. once the
+    machine is quiet: accuracy does not depend on load, latency does)."""
+    rows = [json.loads(line) for line in (work / "rows.jsonl").read_text().splitlines()]
+    out: list[dict[str, Any]] = []
+    for case in dict.fromkeys(r["case"] for r in rows):
+        mine = [dict(r, **latency(Path(r["build"]))) for r in rows if r["case"] == case]
+        out += derived(mine)
+    return out
+
+
+def derived(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Speed-up, MACs ratio and accuracy drops against the case's unpruned row."""
     base = rows[0]
     for r in rows:
         r["speedup"] = base["int8_ms"] / r["int8_ms"]

@@ -133,7 +133,13 @@ def measure(out: Path, threads: list[int]) -> list[dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def run_once(skip: list[list[Any]]) -> tuple[str, str, int]:
-        opts = {"dir": str(out), "threads": threads, "min_s": 1.0, "warmup_min_s": 0.3, "skip": skip}
+        opts = {
+            "dir": str(out),
+            "threads": threads,
+            "min_s": 1.0,
+            "warmup_min_s": 0.3,
+            "skip": skip,
+        }
         p = subprocess.run([sys.executable, "-m", MODULE, json.dumps(opts)], capture_output=True,
                            text=True, env=env)  # fmt: skip
         return p.stdout, p.stderr, p.returncode
@@ -208,7 +214,9 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--work", type=Path, help="keep the held-out models and measurements here")
-    ap.add_argument("--remeasure", action="store_true", help="measure again even if --work has them")
+    ap.add_argument(
+        "--remeasure", action="store_true", help="measure again even if --work has them"
+    )
     a = ap.parse_args()
     profile = load_profile(a.profile)
     quiet_tensorflow()

@@ -121,7 +121,9 @@ class KernelModel:
         if not self.variants or not op.variant or f"{op.kind}.{op.variant}" in self.variants:
             return feats
         prefix = f"{op.kind}:"  # a variant the fit never saw: the kind's fallback costs
-        return {f"{op.kind}.*:{n[len(prefix):]}": v for n, v in feats.items() if n.startswith(prefix)}
+        return {
+            f"{op.kind}.*:{n[len(prefix) :]}": v for n, v in feats.items() if n.startswith(prefix)
+        }
 
     def scaled(self, factor: float, cv: dict[str, float] | None = None) -> KernelModel:
         """The same model on a device `factor` times slower."""
@@ -186,7 +188,9 @@ def fit(samples: list[Sample], tiles: tuple[int, ...] = TILES) -> KernelModel:
     return KernelModel(coef, tile, len(samples), cv, variants)
 
 
-def _fit_coef(samples: list[Sample], y: np.ndarray, tile: int, names: list[str]) -> dict[str, float]:
+def _fit_coef(
+    samples: list[Sample], y: np.ndarray, tile: int, names: list[str]
+) -> dict[str, float]:
     x = np.stack([features(s[0], tile, names) for s in samples])
     return dict(zip(names, _nnls_relative(x, y).tolist(), strict=True))
 

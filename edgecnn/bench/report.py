@@ -90,6 +90,27 @@ def headline(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _latency(r: dict[str, Any]) -> float | None:
+    return r.get("p50_ms") if r.get("mode") in ("local", "ssh") else r.get("ms")
+
+
+def int8_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Where int8 is no faster than float32 of the same model and format: quantizing costs
+    accuracy for nothing there (e.g. small early convolutions on an x86 host's int8 kernels)."""
+    by: dict[tuple[Any, Any], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("status") in ("ok", "estimate") and _latency(r):
+            by.setdefault((r.get("model"), r.get("format")), {})[r.get("precision", "")] = r
+    notes = []
+    for (_, fmt), prec in by.items():
+        q, f = prec.get("int8"), prec.get("float32")
+        if q and f and _latency(q) >= _latency(f):  # type: ignore[operator]
+            kind = "measured" if q.get("mode") in ("local", "ssh") else "estimated"
+            notes.append(f"note: int8 {fmt} is not faster than float32 here ({kind} "
+                         f"{_latency(q):.4g} ms vs {_latency(f):.4g} ms); int8 pays only for size")  # fmt: skip
+    return notes
+
+
 def frame_table(rows: list[dict[str, Any]]) -> str:
     """The frame-to-answer stages (median ms), one row per artifact that timed them."""
     timed = [r for r in rows if r.get("frame_ms")]
@@ -105,7 +126,7 @@ def frame_table(rows: list[dict[str, Any]]) -> str:
 
 def render(rows: list[dict[str, Any]], several_models: bool = False) -> str:
     table, cols = table_rows(rows, several_models)
-    parts = [headline(rows), format_table(table, cols), frame_table(rows)]
+    parts = [headline(rows), format_table(table, cols), *int8_notes(rows), frame_table(rows)]
     return "\n".join(p for p in parts if p)
 
 
