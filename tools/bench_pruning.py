@@ -111,7 +111,7 @@ def run_case(
     for ratio in [0.0, *ratios]:
         out = work / name / f"r{ratio:g}"
         rep = build(work / name / "train", c["data"], out, ratio, c)
-        acc = {a["precision"]: a["accuracy"] for a in rep["artifacts"]}
+        acc = {art["precision"]: art["accuracy"] for art in rep["artifacts"]}
         rows.append({"case": name, "ratio": ratio, "float_top1": acc["float32"], "int8_top1": acc["int8"],
                      "macs": rep["after"]["macs"], "params": rep["after"]["params"], **latency(out),
                      "kinds": by_kind(out), "seconds": rep["build_seconds"], "train_seconds": train_s,
@@ -190,13 +190,19 @@ def main() -> None:
     ap.add_argument(
         "--limit-train", type=int, help="fewer training images for the Fashion-MNIST cases (faster)"
     )
+    ap.add_argument("--fine-tune", type=int, help="fine-tuning epochs per pruned build")
+    ap.add_argument("--keep", type=Path, help="keep the builds (and rows.jsonl) here")
+    ap.add_argument("--remeasure", action="store_true", help="measure --keep's builds again")
     a = ap.parse_args()
     quiet_tensorflow()
     ratios = [float(r) for r in a.ratios.split(",")]
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="edgecnn-prune-bench-") as tmp:
-        for case in a.cases.split(","):
-            rows += run_case(case, ratios, Path(tmp), a.limit_train)
+    if a.remeasure:
+        rows = remeasured(a.keep)
+    else:
+        with tempfile.TemporaryDirectory(prefix="edgecnn-prune-bench-") as tmp:
+            for case in a.cases.split(","):
+                rows += run_case(case, ratios, a.keep or Path(tmp), a)
     cols = ["case", "ratio", "float_top1", "int8_top1", "float_drop_pts", "int8_drop_pts", "macs_ratio",
             "int8_ms", "speedup", "seconds"]  # fmt: skip
     print(format_table(rows, cols))
