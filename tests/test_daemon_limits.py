@@ -228,12 +228,9 @@ def test_stream_clients_that_never_read_are_dropped(build, video):
 
         def dropped() -> float:  # each stalled viewer is dropped at its own write timeout
             _, _, body = http("GET", s.url("/metrics"))
-            lines = body.decode().splitlines()
-            return float(
-                next(ln for ln in lines if ln.startswith("edgecnn_stream_clients_dropped")).split()[
-                    -1
-                ]
-            )
+            name = "edgecnn_stream_clients_dropped"
+            line = next(ln for ln in body.decode().splitlines() if ln.startswith(name))
+            return float(line.split()[-1])
 
         s.wait_for(lambda: dropped() >= 2, timeout=20, what="both stalled viewers dropped")
         for c in stalled:

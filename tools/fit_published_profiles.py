@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,16 @@ def reference(measurements: Path) -> dict[str, dict[str, float]]:
     return ref
 
 
+def readable_json(data: dict[str, Any]) -> str:
+    """Indented JSON with each innermost list (an operator) on one line, so a refit's diff
+    shows which operators changed."""
+    text = json.dumps(data, indent=1, sort_keys=True)
+    flat = re.sub(
+        r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text
+    )
+    return flat + "\n"
+
+
 def main() -> None:
     from edgecnn.bench.profiles import profile_dir
     from edgecnn.fsutil import atomic_write_text
@@ -122,7 +133,7 @@ def main() -> None:
         "networks": nets,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(OUT, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(OUT, readable_json(data))
     report()
 
 
