@@ -305,3 +305,32 @@ def test_calibration_survives_the_runtime_crashing_on_a_model(tmp_path):
     assert rows["n031"]["kind"] == "crash" and "crashed" in rows["n031"]["error"]
     assert "error" not in rows["n000"] and rows["n000"]["p50_ms"] > 0
     assert [r["event"] for r in results if "event" in r].count("start") == 2  # restarted once
+
+
+def test_the_full_corpus_keeps_the_grammar_and_adds_wide_nets_and_zoo_families():
+    """The grammar's 160 nets stay the same (profiles and the crash test above depend on
+    them); the wide nets reach 512 channels; no zoo family configuration is held out."""
+    import importlib.util
+
+    from edgecnn.bench.corpus import FAMILIES, SIZES, WIDE_NETS, build_net, grammar_specs, net_specs
+
+    full = net_specs("full", 0)
+    assert [s.blocks for s in full[: SIZES["full"]]] == [s.blocks for s in grammar_specs(160, 0)]
+    assert len(full) == SIZES["full"] + WIDE_NETS + len(FAMILIES)
+    assert len({s.name for s in full}) == len(full)
+    wide = full[SIZES["full"] : SIZES["full"] + WIDE_NETS]
+    assert max(b[-1] if b[0] == "res" else 0 for s in wide for b in s.blocks) >= 384
+    spec = importlib.util.spec_from_file_location(
+        "latency_heldout", Path(__file__).parent.parent / "tools" / "latency_heldout.py"
+    )
+    heldout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(heldout)
+    assert heldout.configurations() and not heldout.in_corpus()
+    pruned = next(s for s in full if s.family and s.family[2])
+    model = build_net(pruned)  # a zoo network, pruned, as the corpus exports it
+    assert (
+        model.count_params()
+        < build_net(
+            type(pruned)(pruned.name, pruned.input, family=(*pruned.family[:2], 0))
+        ).count_params()
+    )

@@ -79,6 +79,20 @@ PRUNED = [
 ]
 
 
+def configurations() -> set[tuple[str, int, float, float]]:
+    """(arch, input side, alpha or 0, pruning ratio) of every held-out zoo network."""
+    zoo = {(a, side, float(o.get("alpha", 0)), 0.0) for a, side, _, o in ZOO}
+    return zoo | {(a, side, float(o.get("alpha", 0)), 0.5) for a, side, _, o in PRUNED}
+
+
+def in_corpus() -> set[tuple[str, int, float, float]]:
+    """Held-out configurations that the calibration corpus's zoo families also have (none)."""
+    from edgecnn.bench.corpus import FAMILIES
+
+    corpus = {(a, side, float(alpha), float(r)) for a, side, _, alpha, r in FAMILIES}
+    return configurations() & corpus
+
+
 def heldout_models() -> list[tuple[str, Any]]:
     from edgecnn.optimize.structured import prune_structured
     from edgecnn.zoo import build_model
@@ -218,6 +232,8 @@ def main() -> None:
         "--remeasure", action="store_true", help="measure again even if --work has them"
     )
     a = ap.parse_args()
+    if in_corpus():
+        raise SystemExit(f"held-out networks that are in the corpus: {sorted(in_corpus())}")
     profile = load_profile(a.profile)
     quiet_tensorflow()
     threads = [int(t) for t in a.threads.split(",")]

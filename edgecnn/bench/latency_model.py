@@ -1,9 +1,13 @@
 """A latency model per (format, precision, threads), fitted to measurements on the target.
 
-    t = t0 + sum over operators of (a_k + b_k * MACs + c_k * bytes moved)
+    t = t0 + sum over operators of (a_k + b_k * MACs + c_k * bytes moved
+                                    + d_k * weight bytes + e_k * int8 output pixels)
 
-with one (a, b, c) per operator kind k (edgecnn.runtime.opgraph.KINDS): a per-op fixed
-cost, a cost per multiply-accumulate and a cost per byte read or written. Kinds hide kernels
+with one (a, b, c, d, e) per operator kind k (edgecnn.runtime.opgraph.KINDS): a per-op
+fixed cost, a cost per multiply-accumulate, per byte read or written, an extra cost per
+byte of weights (large kernels miss the caches) and, for int8 operators with channels, a
+cost per output pixel (XNNPACK's int8 kernels spend ~30 ns per output pixel on x86 whatever
+the channel count up to ~32: the reason small int8 nets are no faster than float32 there). Kinds hide kernels
 of different speed (an int8 ADD and a HARD_SWISH are both "eltwise"; a strided 3x3 conv is
 not a 1-stride one), so each op variant seen in enough corpus networks gets its own
 (a, b, c) on top of its kind's; cross-validation decides whether they help. A variant the
@@ -31,7 +35,7 @@ import numpy as np
 from edgecnn.runtime.opgraph import FREE, KINDS, Op
 
 TILES = (1, 4, 8, 16)
-PARTS = ("n", "macs", "bytes")
+PARTS = ("n", "macs", "bytes", "wbytes", "px")
 FOLDS = 5
 WITHIN = 0.15  # the issue's bar: estimates within +-15% of the measurement
 MIN_NETS = 3  # an op variant in fewer corpus networks than this gets no costs of its own
@@ -61,7 +65,10 @@ def _tiled(op: Op, tile: int) -> float:
 def op_features(op: Op, tile: int) -> dict[str, float]:
     if op.kind == FREE:
         return {}
-    parts = {"n": 1.0, "macs": _tiled(op, tile), "bytes": float(op.bytes_moved)}
+    parts = {"n": 1.0, "macs": _tiled(op, tile), "bytes": float(op.bytes_moved),
+             "wbytes": float(op.weight_elems * op.elem_bytes)}  # fmt: skip
+    if op.elem_bytes == 1 and op.channels_out:
+        parts["px"] = op.out_elems / op.channels_out
     out = {f"{op.kind}:{p}": v for p, v in parts.items()}
     if op.variant:
         out.update({f"{op.kind}.{op.variant}:{p}": v for p, v in parts.items()})
