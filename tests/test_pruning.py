@@ -94,6 +94,71 @@ def test_pruned_model_is_the_original_without_those_channels(arch):
     assert thin.count_params() < 0.7 * model.count_params()
 
 
+def constant_channels_net():
+    """Conv3x3 -> BN -> ReLU -> Conv1x1 (no bias) -> BN -> ReLU -> Conv1x1 -> BN -> ReLU ->
+    Flatten -> Dense: the pruned groups' consumers are a bias-less 1x1 conv and a Dense."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    x = inp
+    for i, (width, k, bias) in enumerate(((16, 3, True), (8, 1, False), (16, 1, True))):
+        x = layers.Conv2D(width, k, padding="same", use_bias=bias, name=f"c{i}")(x)
+        x = layers.ReLU()(layers.BatchNormalization(name=f"bn{i}")(x))
+    out = layers.Dense(10, name="fc")(layers.Flatten()(x))
+    model = keras.Model(inp, out)
+    for i in range(3):
+        bn = model.get_layer(f"bn{i}")
+        n = bn.gamma.shape[0]
+        bn.set_weights([np.ones(n), np.full(n, 0.5), np.zeros(n), np.ones(n)])
+    return model
+
+
+def test_mean_replacement_keeps_the_outputs_when_removed_channels_are_constant():
+    """Channels whose filters are zero still output a constant (BatchNorm's shift through the
+    ReLU). Without mean replacement, removing them changes the outputs; with it, their mean
+    moves into the consumers' biases (one is created for the bias-less conv, and the Dense
+    after Flatten gets one row per position) and the outputs stay the same."""
+    from edgecnn.optimize.structured import apply_plan, plan_pruning
+
+    model = constant_channels_net()
+    x = np.random.default_rng(0).uniform(0, 1, (32, 8, 8, 3)).astype(np.float32)
+    g, plan = plan_pruning(model, 0.5)
+    assert sorted(len(k) for k in plan.keep.values()) == [8, 8]
+    for gid, keep in plan.keep.items():
+        gone = np.setdiff1d(np.arange(g.groups[gid].size), keep)
+        for name in g.groups[gid].producers:
+            w = g.layers[name].get_weights()
+            w[0][..., gone] = 0
+            w[1:] = [b * np.isin(np.arange(len(b)), keep) for b in w[1:]]
+            g.layers[name].set_weights(w)
+    want = model.predict(x, verbose=0)
+    data = (x, np.zeros(len(x), dtype=np.int64))
+    g2, plain = plan_pruning(model, 0.5, data=data, compensate=False)
+    g3, kept = plan_pruning(model, 0.5, data=data)
+    assert set(kept.input_means) == {"c1", "fc"}
+    assert all(np.array_equal(kept.keep[k], plan.keep[k]) for k in plan.keep)
+    without = apply_plan(model, g2, plain).predict(x, verbose=0)
+    thin = apply_plan(model, g3, kept)
+    assert np.abs(without - want).max() > 0.1
+    np.testing.assert_allclose(thin.predict(x, verbose=0), want, atol=1e-4, rtol=1e-4)
+    assert thin.get_layer("c1").use_bias
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_mean_replacement_runs_on_every_backbone(arch):
+    """With calibration data every backbone gets its consumers' input means (1x1 and 3x3
+    convolutions, squeeze-excite, the Dense head) and the rebuilt model runs."""
+    from edgecnn.optimize.structured import apply_plan, plan_pruning
+
+    model = model_of(arch)
+    x = images(model, 8)
+    g, plan = plan_pruning(model, 0.5, data=(x, np.zeros(8, dtype=np.int64)))
+    assert plan.input_means and all(np.isfinite(m).all() for m in plan.input_means.values())
+    assert apply_plan(model, g, plan).predict(x, verbose=0).shape == (8, 10)
+
+
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "efficientnet_lite0", "mobilenet_v3_small"])
 def test_every_group_shrinks_together(arch):
     """Producers, per-channel members and consumers of each pruned group all end up with the

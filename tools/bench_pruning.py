@@ -60,10 +60,11 @@ def build(train_dir: Path, data: str, out: Path, ratio: float, c: dict[str, Any]
     from edgecnn.build import convert_model
 
     kw = (
-        {"prune_filters": ratio, "fine_tune_epochs": c["fine_tune"], "prune_steps": c["steps"]}
+        {"prune_filters": ratio, "fine_tune_epochs": c["fine_tune"], "prune_steps": c["steps"],
+         "prune_importance": c["importance"]}
         if ratio
         else {}
-    )
+    )  # fmt: skip
     t0 = time.perf_counter()
     report = convert_model(train_dir, data, out, precisions="float32,int8", formats="tflite", eval_samples=0,
                            learning_rate=5e-4, **kw)  # fmt: skip
@@ -103,13 +104,19 @@ def by_kind(build_dir: Path) -> dict[str, float]:
 def run_case(
     name: str, ratios: list[float], work: Path, a: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    c = dict(CASES[name], **({"fine_tune": a.fine_tune} if a.fine_tune else {}))
+    c = dict(
+        CASES[name], importance=a.importance, **({"fine_tune": a.fine_tune} if a.fine_tune else {})
+    )
     t0 = time.perf_counter()
-    summary = train_case(name, work / name / "train", a.limit_train)
+    trained = work / name / "train"
+    if (trained / "model.keras").exists():  # an earlier --keep run's model: the same start
+        summary = json.loads((trained / "manifest.json").read_text())["model"]["training"]
+    else:
+        summary = train_case(name, trained, a.limit_train)
     train_s = time.perf_counter() - t0
     rows = []
     for ratio in [0.0, *ratios]:
-        out = work / name / f"r{ratio:g}"
+        out = work / name / (f"r{ratio:g}" + (f"-{a.importance}" if ratio else ""))
         rep = build(work / name / "train", c["data"], out, ratio, c)
         acc = {art["precision"]: art["accuracy"] for art in rep["artifacts"]}
         rows.append({"case": name, "ratio": ratio, "float_top1": acc["float32"], "int8_top1": acc["int8"],
@@ -191,7 +198,12 @@ def main() -> None:
         "--limit-train", type=int, help="fewer training images for the Fashion-MNIST cases (faster)"
     )
     ap.add_argument("--fine-tune", type=int, help="fine-tuning epochs per pruned build")
-    ap.add_argument("--keep", type=Path, help="keep the builds (and rows.jsonl) here")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the builds (and rows.jsonl) here; a model trained there before is reused",
+    )
+    ap.add_argument("--importance", default="l1", choices=["l1", "l2", "bn", "taylor"])
     ap.add_argument("--remeasure", action="store_true", help="measure --keep's builds again")
     a = ap.parse_args()
     quiet_tensorflow()

@@ -15,6 +15,12 @@ Importance criteria (Torch-Pruning's names):
 * "bn": the absolute BatchNorm scale of the channel (network slimming);
 * "taylor": first-order Taylor, |sum(w * dL/dw)| over the group's weights, on a few
   calibration batches.
+
+Mean replacement (Evci et al., 2018): a removed channel's output is rarely zero on
+average (BatchNorm's shift, a ReLU's positive mean), and the layers that read it lose
+that constant. With calibration data, each Conv2D or Dense whose input channels go gets
+their mean contribution (kernel x the channel's mean activation) added to its bias, so
+the pruned net starts close to the original instead of from a broken one.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ class PruningPlan:
     keep: dict[int, np.ndarray] = field(default_factory=dict)  # group id -> kept channel indices
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per pruned group
     left_alone: dict[str, str] = field(default_factory=dict)  # layer -> why
+    # layer -> mean of each input channel on calibration data, for the layers whose input
+    # channels go (mean replacement: their average contribution moves into the bias)
+    input_means: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """What the manifest records."""
@@ -203,7 +212,7 @@ def check_layer_names(g: ChannelGraph, names: list[str]) -> None:
 def plan_pruning(
     model: Any, ratio: float, *, multiple: int = DEFAULT_MULTIPLE, importance: str = DEFAULT_IMPORTANCE,
     per_layer: dict[str, float] | None = None, data: tuple[np.ndarray, np.ndarray] | None = None,
-    graph: ChannelGraph | None = None,
+    graph: ChannelGraph | None = None, compensate: bool = True,
 ) -> tuple[ChannelGraph, PruningPlan]:  # fmt: skip
     """Which channels of which groups go (the weakest by `importance`)."""
     ratio = check_ratio(ratio)
@@ -229,7 +238,70 @@ def plan_pruning(
         plan.rows.append(
             {"producers": list(group.producers), "channels": group.size, "kept": int(keep_n)}
         )
+    if compensate and data is not None and plan.keep:
+        plan.input_means = input_means(model, g, plan, data[0][:MEAN_IMAGES])
     return g, plan
+
+
+MEAN_IMAGES = 64
+MIXING = ("Conv2D", "Dense")  # layers that sum over input channels (depthwise ones do not)
+
+
+def input_means(
+    model: Any, g: ChannelGraph, plan: PruningPlan, x: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-channel mean input (per unit for a Dense layer) of every mixing layer that loses
+    input channels, measured on `x` through the original model."""
+    import keras
+
+    targets = [
+        name
+        for name, space in g.in_space.items()
+        if type(g.layers.get(name)).__name__ in MIXING and kept_indices(g, plan, space) is not None
+    ]
+    if not targets:
+        return {}
+    seen: dict[str, Any] = {}
+
+    def probe(node: Any, op: Any, tensors: dict[int, Any]) -> list[Any]:
+        args, kwargs = node.arguments.fill_in(tensors)
+        if getattr(op, "name", None) in targets:
+            seen[op.name] = args[0]
+        out = op(*args, **kwargs)
+        return out if isinstance(out, list) else [out]
+
+    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype) for t in model.inputs]
+    walk(model, inputs, probe)
+    names = [n for n in targets if n in seen]
+    taps = keras.Model(inputs, [seen[n] for n in names])
+    sums: dict[str, np.ndarray] = {}
+    for start in range(0, len(x), 16):
+        outs = taps([x[start : start + 16].astype(np.float32)], training=False)
+        for name, out in zip(names, outs if isinstance(outs, list) else [outs], strict=True):
+            v = np.asarray(out, dtype=np.float64)
+            total = v.reshape(-1, v.shape[-1]).sum(axis=0)
+            sums[name] = sums.get(name, 0.0) + total
+    counts = {n: len(x) * (int(np.prod(seen[n].shape[1:-1])) or 1) for n in names}
+    return {n: (sums[n] / counts[n]).astype(np.float32) for n in names}
+
+
+def compensated(
+    op: Any, weights: list[np.ndarray], cfg: dict[str, Any], in_keep: np.ndarray,
+    in_space: Space | None, means: np.ndarray,
+) -> list[np.ndarray]:  # fmt: skip
+    """`weights` with the removed inputs' mean contribution in the bias (added if absent)."""
+    kernel = np.asarray(weights[0])
+    if type(op).__name__ == "Conv2D":
+        removed = np.setdiff1d(np.arange(kernel.shape[2]), in_keep)
+        delta = np.einsum("hwco,c->o", kernel[:, :, removed, :], means[removed])
+    else:  # Dense: rows, after a Flatten one per (position, channel)
+        rows = _rows(in_space, in_keep) if in_space is not None else in_keep
+        removed = np.setdiff1d(np.arange(kernel.shape[0]), rows)
+        delta = means[removed] @ kernel[removed]
+    if cfg.get("use_bias", True):
+        return [kernel, np.asarray(weights[1]) + delta, *weights[2:]]
+    cfg["use_bias"] = True
+    return [kernel, delta.astype(kernel.dtype), *weights[1:]]
 
 
 # -- the rebuild ---------------------------------------------------------------------------------
@@ -313,6 +385,9 @@ def _rebuild_node(
     out_keep = kept_indices(g, plan, g.out_space.get(name)) if name in producers else None
     weights = op.get_weights()
     cfg = op.get_config()
+    means = plan.input_means.get(name)
+    if means is not None and in_keep is not None and weights:
+        weights = compensated(op, weights, cfg, in_keep, in_space, means)
     while cfg.get("name", name) in used:
         cfg["name"] = f"{cfg.get('name', name)}_1"
     for key in ("filters", "units"):
@@ -349,10 +424,10 @@ def apply_plan(model: Any, g: ChannelGraph, plan: PruningPlan) -> Any:
 def prune_structured(
     model: Any, ratio: float, *, multiple: int = DEFAULT_MULTIPLE, importance: str = DEFAULT_IMPORTANCE,
     per_layer: dict[str, float] | None = None, data: tuple[np.ndarray, np.ndarray] | None = None,
+    compensate: bool = True,
 ) -> tuple[Any, PruningPlan]:  # fmt: skip
-    g, plan = plan_pruning(
-        model, ratio, multiple=multiple, importance=importance, per_layer=per_layer, data=data
-    )
+    g, plan = plan_pruning(model, ratio, multiple=multiple, importance=importance, per_layer=per_layer,
+                           data=data, compensate=compensate)  # fmt: skip
     return apply_plan(model, g, plan), plan
 
 
