@@ -224,6 +224,20 @@ def test_importance_criteria_all_run_and_differ():
     assert any(not np.array_equal(keeps["l1"][g], keeps["taylor"][g]) for g in keeps["l1"])
 
 
+def test_the_build_default_importance_depends_on_batchnorm():
+    """auto (the build's default): taylor where BatchNorm rescales the channels, l1 for the
+    seed CNNs, which have none; a named criterion is kept."""
+    from edgecnn.build.config import BuildConfig
+    from edgecnn.optimize.structured import resolve_importance
+
+    assert BuildConfig().prune_importance == "auto"
+    assert resolve_importance("auto", model_of("cnn_mnist")) == "l1"
+    assert resolve_importance("auto", model_of("efficientnet_lite0")) == "taylor"
+    assert resolve_importance("l2", model_of("efficientnet_lite0")) == "l2"
+    with pytest.raises(BadInput, match="auto, l1"):
+        BuildConfig(prune_importance="l3").validated()
+
+
 def test_unknown_layers_are_left_alone_and_named():
     import keras
 

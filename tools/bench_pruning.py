@@ -203,7 +203,7 @@ def main() -> None:
         type=Path,
         help="keep the builds (and rows.jsonl) here; a model trained there before is reused",
     )
-    ap.add_argument("--importance", default="l1", choices=["l1", "l2", "bn", "taylor"])
+    ap.add_argument("--importance", default="auto", choices=["auto", "l1", "l2", "bn", "taylor"])
     ap.add_argument("--remeasure", action="store_true", help="measure --keep's builds again")
     a = ap.parse_args()
     quiet_tensorflow()

@@ -10,7 +10,7 @@ from edgecnn.export import DIRECT_FORMATS
 from edgecnn.export.onnx import check_int8_method
 from edgecnn.optimize.prune import check_sparsity
 from edgecnn.optimize.quantize import MIN_CALIB_SAMPLES, check_io_dtype
-from edgecnn.optimize.structured import IMPORTANCES
+from edgecnn.optimize.structured import BUILD_IMPORTANCE, IMPORTANCES
 from edgecnn.runtime.formats import parse_formats, parse_precisions
 
 DEFAULT_PRECISIONS = ("float32", "int8")
@@ -24,7 +24,7 @@ class BuildConfig:
         None  # fraction of channels to remove (structured): a faster model
     )
     filter_multiple: int = 8  # kept channels are a multiple of this
-    prune_importance: str = "l1"
+    prune_importance: str = BUILD_IMPORTANCE
     prune_steps: int = 1  # prune, fine-tune, repeat
     prune_plan: dict[str, float] = field(default_factory=dict)  # layer -> its group's ratio
     fine_tune_epochs: int = 3
@@ -53,9 +53,10 @@ class BuildConfig:
             )
         if self.filter_multiple < 1:
             raise BadInput(f"filter multiple must be >= 1, got {self.filter_multiple}")
-        if self.prune_importance not in IMPORTANCES:
+        if self.prune_importance not in (BUILD_IMPORTANCE, *IMPORTANCES):
             raise BadInput(
-                f"unknown pruning importance {self.prune_importance!r}; choose from {', '.join(IMPORTANCES)}"
+                f"unknown pruning importance {self.prune_importance!r}; choose from "
+                f"{', '.join((BUILD_IMPORTANCE, *IMPORTANCES))}"
             )
         if self.prune_steps < 1:
             raise BadInput(f"pruning steps must be >= 1, got {self.prune_steps}")
@@ -84,7 +85,7 @@ class BuildConfig:
         c = recipe["convert"]
         return cls(
             prune=c.get("prune"), prune_filters=c.get("prune_filters"),
-            filter_multiple=int(c.get("filter_multiple", 8)), prune_importance=c.get("prune_importance", "l1"),
+            filter_multiple=int(c.get("filter_multiple", 8)), prune_importance=c.get("prune_importance", BUILD_IMPORTANCE),
             prune_steps=int(c.get("prune_steps", 1)), prune_plan=dict(c.get("prune_plan") or {}),
             fine_tune_epochs=int(c.get("fine_tune_epochs", 2)),
             precisions=list(c.get("precision", DEFAULT_PRECISIONS)),

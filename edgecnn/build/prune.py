@@ -45,17 +45,18 @@ def _filters(
 ) -> tuple[Any, dict[str, Any]]:
     """Structured pruning of channel groups (edgecnn.optimize.structured), fine-tuned after
     each step unless magnitude pruning follows (it fine-tunes itself)."""
-    from edgecnn.optimize.structured import FineTune, prune_iteratively
+    from edgecnn.optimize.structured import FineTune, prune_iteratively, resolve_importance
 
     epochs = cfg.fine_tune_epochs if not cfg.prune else 0
+    importance = resolve_importance(cfg.prune_importance, model)
     ft = FineTune(
         ds.x_train, ds.y_train, _validation(ds), epochs, cfg.learning_rate, cfg.batch_size
     )
     thin, steps = prune_iteratively(
         model, cfg.prune_filters or 0.0, ft, steps=cfg.prune_steps, multiple=cfg.filter_multiple,
-        importance=cfg.prune_importance, per_layer=cfg.prune_plan, say=say,
+        importance=importance, per_layer=cfg.prune_plan, say=say,
     )  # fmt: skip
-    report = {"fraction": cfg.prune_filters, "multiple": cfg.filter_multiple, "importance": cfg.prune_importance,
+    report = {"fraction": cfg.prune_filters, "multiple": cfg.filter_multiple, "importance": importance,
               "steps": steps, "pruned_layers": _channel_counts(thin), "skipped_layers": steps[0]["left_alone"]}  # fmt: skip
     report["accuracy_after_finetune" if epochs else "accuracy_before_finetune"] = keras_accuracy(
         thin, x_eval, y_eval

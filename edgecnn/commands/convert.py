@@ -125,10 +125,11 @@ def _read_plan(path: str | None) -> dict[str, float]:
 )
 @click.option(
     "--prune-importance",
-    type=click.Choice(["l1", "l2", "bn", "taylor"]),
-    default="l1",
+    type=click.Choice(["auto", "l1", "l2", "bn", "taylor"]),
+    default="auto",
     show_default=True,
-    help="Which channels go: weight norm, BatchNorm scale, or first-order Taylor.",
+    help="Which channels go: weight norm, BatchNorm scale, or first-order Taylor; auto: "
+    "taylor for networks with BatchNorm, l1 for the others (measured, see README).",
 )
 @click.option(
     "--prune-steps",

@@ -35,7 +35,22 @@ from edgecnn.errors import BadInput
 from edgecnn.optimize.depgraph import ChannelGraph, Group, Space, analyze, walk
 
 IMPORTANCES = ("l1", "l2", "bn", "taylor")
-DEFAULT_IMPORTANCE = "l1"
+DEFAULT_IMPORTANCE = "l1"  # needs no data
+BUILD_IMPORTANCE = "auto"  # what a build uses unless told: see resolve_importance
+
+
+def resolve_importance(name: str, model: Any) -> str:
+    """ "auto": taylor for a network with BatchNorm, l1 for one without. Measured with
+    tools/bench_pruning.py (mean replacement on): EfficientNet-Lite0-96 from ImageNet weights
+    at 62.5% lost 1.5 / 0.6 points (float / int8) with taylor and 6.9 / 5.7 with l1; cnn_mnist
+    (no BatchNorm) at 50% lost 0.1 / 0.1 with l1 and 0.9 / 1.0 with taylor. BatchNorm rescales
+    every channel after its convolution, so the convolution's weight norm says little there."""
+    if name != BUILD_IMPORTANCE:
+        return name
+    has_bn = any(type(layer).__name__ == "BatchNormalization" for layer in model._flatten_layers())
+    return "taylor" if has_bn else "l1"
+
+
 DEFAULT_MULTIPLE = 8
 
 

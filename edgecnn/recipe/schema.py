@@ -67,7 +67,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "prune": (_NUM, None),
         "prune_filters": (_NUM, None),
         "filter_multiple": ((int,), 8),
-        "prune_importance": ((str,), "l1"),
+        "prune_importance": ((str,), "auto"),
         "prune_steps": ((int,), 1),
         "prune_plan": ((dict,), None),
         "fine_tune_epochs": ((int,), 2),
