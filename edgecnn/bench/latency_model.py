@@ -7,13 +7,14 @@ with one (a, b, c, d, e) per operator kind k (edgecnn.runtime.opgraph.KINDS): a 
 fixed cost, a cost per multiply-accumulate, per byte read or written, an extra cost per
 byte of weights (large kernels miss the caches) and, for int8 operators with channels, a
 cost per output pixel (XNNPACK's int8 kernels spend ~30 ns per output pixel on x86 whatever
-the channel count up to ~32: the reason small int8 nets are no faster than float32 there). Kinds hide kernels
-of different speed (an int8 ADD and a HARD_SWISH are both "eltwise"; a strided 3x3 conv is
-not a 1-stride one), so each op variant seen in enough corpus networks gets its own
-(a, b, c) on top of its kind's; cross-validation decides whether they help. A variant the
-fit never saw costs what the kind costs in a fit without variants (kept as "kind.*").
-MACs are counted on output channels rounded up to the kernel's SIMD tile (XNNPACK's GEMMs work on blocks of
-channels, so a 20-channel convolution costs what a 24-channel one does); the tile is
+the channel count up to ~32: the reason small int8 nets are no faster than float32 there).
+Kinds hide kernels of different speed (an int8 ADD and a HARD_SWISH are both "eltwise"; a
+strided 3x3 conv is not a 1-stride one), so each op variant seen in enough corpus networks
+gets its own costs on top of its kind's; cross-validation decides whether they help. A
+variant the fit never saw costs what the kind costs in a fit without variants (kept as
+"kind.*"). MACs are counted on output channels rounded up to the kernel's SIMD tile
+(XNNPACK's GEMMs work on blocks of channels, so a 20-channel convolution costs what a
+24-channel one does); the tile is
 chosen by cross-validation. The fit is non-negative least squares on *relative* error,
 because the corpus spans 20 us to 20 ms and a model that is 20% off at either end is
 equally wrong. This is nn-Meter's idea (per-kernel models fitted on the device) with a

@@ -37,6 +37,7 @@ from edgecnn.optimize.depgraph import ChannelGraph, Group, Space, analyze, walk
 IMPORTANCES = ("l1", "l2", "bn", "taylor")
 DEFAULT_IMPORTANCE = "l1"  # needs no data
 BUILD_IMPORTANCE = "auto"  # what a build uses unless told: see resolve_importance
+DEFAULT_MULTIPLE = 8
 
 
 def resolve_importance(name: str, model: Any) -> str:
@@ -49,9 +50,6 @@ def resolve_importance(name: str, model: Any) -> str:
         return name
     has_bn = any(type(layer).__name__ == "BatchNormalization" for layer in model._flatten_layers())
     return "taylor" if has_bn else "l1"
-
-
-DEFAULT_MULTIPLE = 8
 
 
 def check_ratio(ratio: float, what: str = "pruning ratio") -> float:
