@@ -4,8 +4,9 @@ paho's network thread connects in the background, so a broker that is down
 never blocks classification. Its reconnect delay is set before every attempt
 from our `Backoff` (capped at a few seconds, jittered; paho's own doubles with
 no jitter). Messages published while disconnected fail (QoS 0, counted) or wait
-in paho's bounded queue (QoS 1/2, sent on reconnect). After a reconnect the
-current result is published again with `"reason": "reconnect"`, not "change".
+in paho's bounded queue (QoS 1/2, sent on reconnect). When the broker accepts
+the daemon, the current result (if any) is published again with `"reason":
+"connect"` (the first time) or `"reconnect"` (after a loss), never as "change".
 A retained `<topic>/status` says online/offline.
 """
 
@@ -60,6 +61,7 @@ class MqttPublisher:
         self._last_label: Any = object()
         self._last_res: Result | None = None
         self._last_t = 0.0
+        self._ever_connected = False
         self._pending: set[int] = set()  # mids handed to paho, not yet sent/acknowledged
         self._early: set[int] = set()  # mids paho reported done before publish() returned
         self._lock = threading.Lock()
@@ -119,9 +121,11 @@ class MqttPublisher:
         self.connected.set()
         log.info("MQTT: connected to %s:%d", self.host, self.port)
         client.publish(self.status_topic, "online", qos=1, retain=True)
+        again = "reconnect" if self._ever_connected else "connect"
+        self._ever_connected = True
         last = self._last_res
         if last is not None:  # the current state again, marked as such (nothing changed)
-            self._send(last, "reconnect")
+            self._send(last, again)
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None
