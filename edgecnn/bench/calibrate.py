@@ -4,7 +4,11 @@
 2. `edgecnn.runtime.corpus_worker` times every artifact at each thread count on the
    target: this machine, or a device over SSH (with the device package copied along).
 3. One kernel model is fitted per (format, precision, threads) from the corpus models that
-   ran (at least 90% of them; a runtime that crashes on a model is restarted after it);
+   ran (at least 90% of them; a runtime that crashes on a model is restarted after it).
+   The corpus is measured in `rounds` short passes and each artifact keeps its fastest
+   pass's median: on a shared or busy machine a burst of other work slows a whole pass of
+   one artifact, and time-separated passes see it in one pass, not in all (timeit's rule:
+   the slower repeats are interference). The passes together take about one long pass;
    a key with fewer is left out of the profile, and the report names every failure.
 4. The profile (and the raw measurements beside it) is written to the user's profile
    directory or --profile, and later estimates for that device use it.
@@ -28,6 +32,7 @@ from typing import Any
 from edgecnn.bench.latency_model import fit
 from edgecnn.bench.profiles import Profile, profile_dir, profile_key
 from edgecnn.errors import BadInput, CheckFailed
+from edgecnn.fsutil import atomic_write_text
 from edgecnn.manifest import now_iso
 from edgecnn.runtime.corpus_worker import MARKER, MODULE
 from edgecnn.runtime.formats import FORMATS
@@ -36,6 +41,7 @@ from edgecnn.versions import tool_versions
 
 Say = Callable[[str], None]
 MIN_SHARE = 0.9  # a kernel model is fitted when at least this share of the corpus ran
+ROUND_TIMING = {"warmup_min_s": 0.05, "min_s": 0.1}  # per pass (the worker's default: 0.1 / 0.3 s)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -52,6 +58,7 @@ class CalibrationOptions:
     identity: str | None = None
     remote_python: str = "python3"
     timeout: float = 7200.0
+    rounds: int = 3  # passes over the corpus; each artifact keeps its fastest
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -62,8 +69,12 @@ def parse_worker_lines(stdout: str) -> list[dict[str, Any]]:
     ]
 
 
+def _worker_opts(dir: str, threads: list[int] | str, skip: list[list[Any]]) -> str:
+    return json.dumps({"dir": dir, "threads": threads, "skip": skip, **ROUND_TIMING})
+
+
 def _local(
-    corpus: Path, threads: list[int] | str, timeout: float
+    corpus: Path, threads: list[int] | str, timeout: float, rounds: int
 ) -> tuple[list[dict[str, Any]], str]:
     env = {
         **os.environ,
@@ -71,7 +82,7 @@ def _local(
     }
 
     def run_once(skip: list[list[Any]]) -> tuple[str, str, int]:
-        opts = json.dumps({"dir": str(corpus), "threads": threads, "skip": skip})
+        opts = _worker_opts(str(corpus), threads, skip)
         try:
             p = subprocess.run([sys.executable, "-m", MODULE, opts], capture_output=True, text=True,
                                timeout=timeout, env=env)  # fmt: skip
@@ -79,7 +90,7 @@ def _local(
             raise BadInput(f"calibration timed out after {timeout:g} s") from None
         return p.stdout, p.stderr, p.returncode
 
-    return run_surviving_crashes(run_once), platform.machine()
+    return measure_in_rounds(run_once, rounds), platform.machine()
 
 
 def _crash_text(stderr: str, code: int) -> str:
@@ -92,12 +103,16 @@ def _crash_text(stderr: str, code: int) -> str:
     return f"the runtime crashed on it ({how}{': ' + lines[-1][:160] if lines else ''})"
 
 
-def run_surviving_crashes(run_once: Callable[[list[list[Any]]], tuple[str, str, int]],
-                          max_restarts: int = 50) -> list[dict[str, Any]]:  # fmt: skip
-    """Run the corpus worker; when it dies on a model, record that model as failed and start
-    another worker after it. Returns every result line (events included)."""
+RunOnce = Callable[[list[list[Any]]], tuple[str, str, int]]
+
+
+def run_surviving_crashes(run_once: RunOnce, max_restarts: int = 50,
+                          skip: list[list[Any]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Run the corpus worker (past the (file, threads) in `skip`); when it dies on a model,
+    record that model as failed and start another worker after it. Returns every result
+    line (events included)."""
     results: list[dict[str, Any]] = []
-    done: list[list[Any]] = []
+    done: list[list[Any]] = list(skip or [])
     for _ in range(max_restarts + 1):
         stdout, stderr, code = run_once(done)
         lines = parse_worker_lines(stdout)
@@ -114,6 +129,40 @@ def run_surviving_crashes(run_once: Callable[[list[list[Any]]], tuple[str, str, 
         results.append({**rec, "error": _crash_text(stderr, code), "kind": "crash"})
         done.append([rec["file"], rec["threads"]])
     return results
+
+
+def measure_in_rounds(run_once: RunOnce, rounds: int) -> list[dict[str, Any]]:
+    """`rounds` passes of the worker; each artifact keeps its fastest pass (its passes'
+    medians in `rounds_p50_ms`). A model the runtime crashed on is not run again, and one
+    that failed in any pass stays failed."""
+    passes: list[list[dict[str, Any]]] = []
+    crashed: list[list[Any]] = []
+    for _ in range(max(1, rounds)):
+        res = run_surviving_crashes(run_once, skip=crashed)
+        crashed += [[r["file"], r["threads"]] for r in res if r.get("kind") == "crash"]
+        passes.append(res)
+        if any(r.get("event") == "error" for r in res):
+            break
+    return merge_rounds(passes)
+
+
+def merge_rounds(passes: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    events = [r for r in passes[0] if "event" in r]
+    events += [r for res in passes[1:] for r in res if r.get("event") in ("end", "error")]
+    by_artifact: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for res in passes:
+        for r in res:
+            if "file" in r and "event" not in r:
+                by_artifact.setdefault((r["file"], r["threads"]), []).append(r)
+    merged = []
+    for recs in by_artifact.values():
+        bad = [r for r in recs if "error" in r]
+        if bad:
+            merged.append(bad[0])
+            continue
+        best = min(recs, key=lambda r: r["p50_ms"])
+        merged.append({**best, "rounds_p50_ms": [r["p50_ms"] for r in recs]})
+    return events + merged
 
 
 def _remote(
@@ -133,7 +182,7 @@ def _remote(
         arch = remote.run("uname -m", check=False, timeout=60).stdout.decode().strip() or "unknown"
 
         def run_once(skip: list[list[Any]]) -> tuple[str, str, int]:
-            opts = json.dumps({"dir": f"{tmp}/corpus", "threads": threads, "skip": skip})
+            opts = _worker_opts(f"{tmp}/corpus", threads, skip)
             cmd = f"cd {q(tmp)} && PYTHONPATH={q(tmp + '/pkg')} {q(o.remote_python)} -m {MODULE} {q(opts)}"
             proc = remote.run(cmd, check=False, timeout=o.timeout)
             out, err = (
@@ -142,7 +191,7 @@ def _remote(
             )
             return out, err, proc.returncode
 
-        return run_surviving_crashes(run_once), arch
+        return measure_in_rounds(run_once, o.rounds), arch
     finally:
         remote.remove_dir(tmp)
 
@@ -152,7 +201,7 @@ def _attach_ops(results: list[dict[str, Any]], corpus_dir: Path) -> None:
     so a profile can be refitted later without the corpus)."""
     cache: dict[str, list[list[Any]]] = {}
     for r in results:
-        if "file" in r and "error" not in r:
+        if "file" in r and "error" not in r and "ops" not in r:
             if r["file"] not in cache:
                 ops = FORMATS[r["format"]].ops((corpus_dir / r["file"]).read_bytes())
                 cache[r["file"]] = [list(astuple(op)) for op in ops]
@@ -165,10 +214,12 @@ def samples_of(rows: list[dict[str, Any]]) -> list[tuple[list[Op], float, str]]:
 
 
 def fit_profile(
-    results: list[dict[str, Any]], corpus_dir: Path
+    results: list[dict[str, Any]], corpus_dir: Path | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """(key -> fitted model, key -> why left out) from the worker's results."""
-    _attach_ops(results, corpus_dir)
+    """(key -> fitted model, key -> why left out) from the worker's results (kept
+    measurements carry their operators: no corpus needed to refit them)."""
+    if corpus_dir is not None:
+        _attach_ops(results, corpus_dir)
     by_key: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         if "file" in r:
@@ -199,19 +250,22 @@ def _expected(index: dict[str, Any], threads: list[int]) -> set[str]:
 def calibrate(o: CalibrationOptions, say: Say | None = None) -> dict[str, Any]:
     """Measure, fit and save; returns a report (per-key errors, what failed, where saved)."""
     from edgecnn.bench.corpus import export_corpus, net_specs
+    from edgecnn.quiet import quiet_tensorflow
 
     say = say or (lambda m: None)
     if o.corpus not in ("full", "small"):
         raise BadInput(f"unknown corpus {o.corpus!r}; choose full or small")
+    quiet_tensorflow()  # net_specs builds Keras models to count their MACs
     with tempfile.TemporaryDirectory(prefix="edgecnn-corpus-") as tmp:
         corpus = Path(tmp)
         say(f"building the {o.corpus} corpus (TFLite and ONNX, float32 and int8)")
         export_corpus(net_specs(o.corpus, o.seed), corpus, o.formats, o.precisions, say)
         index = json.loads((corpus / "corpus.json").read_text())
         threads: list[int] | str = sorted(set(o.threads)) if o.threads else "auto"
-        say(f"measuring {len(index['artifacts'])} artifacts on {o.host or 'this machine'}")
+        where = o.host or "this machine"
+        say(f"measuring {len(index['artifacts'])} artifacts on {where} ({o.rounds} passes)")
         results, arch = (
-            _remote(o, corpus, threads) if o.host else _local(corpus, threads, o.timeout)
+            _remote(o, corpus, threads) if o.host else _local(corpus, threads, o.timeout, o.rounds)
         )
         events = {r.get("event"): r for r in results if "event" in r}
         if "error" in events or "start" not in events:
@@ -239,7 +293,7 @@ def _save(o: CalibrationOptions, models: dict[str, Any], failed: dict[str, str],
     path = Path(o.out) if o.out else profile_dir() / f"{o.device}.json"
     prof.save(path)
     raw = path.with_suffix(".measurements.json")
-    raw.write_text(json.dumps([r for r in results if "file" in r]))
+    atomic_write_text(raw, json.dumps([r for r in results if "file" in r]))
     return {
         "profile": str(path), "measurements": str(raw), "device": o.device, "arch": arch, "where": where,
         "models": {k: {"tile": m.tile, "samples": m.samples, **m.cv} for k, m in models.items()},

@@ -22,7 +22,7 @@ def _calibrate(opts: dict[str, Any], as_json: bool) -> None:
     o = CalibrationOptions(
         device=dev.name, host=opts["host"], out=opts["profile"], corpus=opts["corpus"],
         threads=[opts["threads"]] if opts["threads"] else None, known_hosts=opts["known_hosts"],
-        identity=opts["identity"], remote_python=opts["remote_python"],
+        identity=opts["identity"], remote_python=opts["remote_python"], rounds=opts["rounds"],
     )  # fmt: skip
     say = None if as_json else (lambda m: click.echo(f"... {m}", err=True))
     report = calibrate(o, say)
@@ -114,6 +114,8 @@ def _calibrate(opts: dict[str, Any], as_json: bool) -> None:
 )
 @click.option("--corpus", default="full", show_default=True, type=click.Choice(["full", "small"]),
               help="Calibration corpus (small: a quick, rough fit).")  # fmt: skip
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, 20),
+              help="Calibration passes over the corpus; each model keeps its fastest (noise guard).")  # fmt: skip
 @click.option(
     "--known-hosts",
     default=None,
