@@ -13,12 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import NoReturn
+
+
+def fail(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit 2 (the CLI's convention)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main() -> None:
     from edgecnn.bench.calibrate import fit_profile
     from edgecnn.bench.profiles import load_profile
+    from edgecnn.errors import BadInput
     from edgecnn.fsutil import atomic_write_text
     from edgecnn.manifest import now_iso
     from edgecnn.tables import format_table
@@ -29,15 +38,23 @@ def main() -> None:
     ap.add_argument("profile", type=Path)
     ap.add_argument("--out", type=Path, help="where to write it (default: over PROFILE)")
     a = ap.parse_args()
-    prof = load_profile(a.profile)
+    try:
+        prof = load_profile(a.profile)
+    except BadInput as e:
+        fail(str(e))
     raw = a.profile.with_suffix(".measurements.json")
     if prof.source != "measured" or not raw.is_file():
-        raise SystemExit(f"{a.profile}: no measurements beside it ({raw.name}) to refit")
-    rows = json.loads(raw.read_text())
+        fail(f"{a.profile}: no measurements beside it ({raw.name}) to refit")
+    try:
+        rows = json.loads(raw.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        fail(f"{raw}: not readable JSON ({type(e).__name__})")
     if any("ops" not in r for r in rows if "file" in r and "error" not in r):
-        raise SystemExit(f"{raw}: measurements without their operators (an older edgecnn)")
+        fail(f"{raw}: measurements without their operators (an older edgecnn)")
     models, failed = fit_profile(rows)
-    prof.models, prof.failed = models, failed
+    # Keys the calibration never measured stay named; the rest is what this fit found.
+    kept = {k: v for k, v in prof.failed.items() if k not in models and k not in failed}
+    prof.models, prof.failed = models, {**kept, **failed}
     prof.basis = f"{prof.basis.split(' (refitted')[0]} (refitted on {now_iso()[:10]})"
     out = a.out or a.profile
     prof.save(out)

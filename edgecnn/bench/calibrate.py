@@ -3,12 +3,12 @@
 1. The corpus (edgecnn.bench.corpus) is generated and exported here, on the host.
 2. `edgecnn.runtime.corpus_worker` times every artifact at each thread count on the
    target: this machine, or a device over SSH (with the device package copied along).
-3. One kernel model is fitted per (format, precision, threads) from the corpus models that
-   ran (at least 90% of them; a runtime that crashes on a model is restarted after it).
    The corpus is measured in `rounds` short passes and each artifact keeps its fastest
    pass's median: on a shared or busy machine a burst of other work slows a whole pass of
    one artifact, and time-separated passes see it in one pass, not in all (timeit's rule:
-   the slower repeats are interference). The passes together take about one long pass;
+   the slower repeats are interference). The passes together take about one long pass.
+3. One kernel model is fitted per (format, precision, threads) from the corpus models that
+   ran (at least 90% of them; a runtime that crashes on a model is restarted after it);
    a key with fewer is left out of the profile, and the report names every failure.
 4. The profile (and the raw measurements beside it) is written to the user's profile
    directory or --profile, and later estimates for that device use it.
@@ -69,8 +69,8 @@ def parse_worker_lines(stdout: str) -> list[dict[str, Any]]:
     ]
 
 
-def _worker_opts(dir: str, threads: list[int] | str, skip: list[list[Any]]) -> str:
-    return json.dumps({"dir": dir, "threads": threads, "skip": skip, **ROUND_TIMING})
+def _worker_opts(corpus_dir: str, threads: list[int] | str, skip: list[list[Any]]) -> str:
+    return json.dumps({"dir": corpus_dir, "threads": threads, "skip": skip, **ROUND_TIMING})
 
 
 def _local(
