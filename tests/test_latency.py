@@ -96,7 +96,8 @@ def test_refit_from_the_kept_measurements_reproduces_the_profile(calibrated, pro
 
     raw = json.loads((profiles / "pi4.measurements.json").read_text())
     ok = [r for r in raw if "error" not in r]
-    assert all(len(r["rounds_p50_ms"]) == 3 and r["p50_ms"] == min(r["rounds_p50_ms"]) for r in ok)
+    assert all(r["p50_ms"] == min(r["rounds_p50_ms"]) for r in ok)
+    assert all(passes_were_confirmed(r["rounds_p50_ms"], 3) for r in ok), ok
     out = tmp_path / "refit.json"
     tool = Path(__file__).parent.parent / "tools" / "refit_profile.py"
     p = subprocess.run([sys.executable, str(tool), str(profiles / "pi4.json"), "--out", str(out)],
@@ -329,10 +330,61 @@ def test_calibration_survives_the_runtime_crashing_on_a_model(tmp_path):
     assert len(rows) == 2 and set(rows) == {"n031", "n000"}, results
     assert rows["n031"]["kind"] == "crash" and "crashed" in rows["n031"]["error"]
     assert "error" not in rows["n000"] and rows["n000"]["p50_ms"] > 0
-    # Two passes; the model keeps the faster one's median.
-    assert len(rows["n000"]["rounds_p50_ms"]) == 2
+    # Two passes (more if they disagree); the model keeps the fastest one's median.
+    assert passes_were_confirmed(rows["n000"]["rounds_p50_ms"], 2)
     assert rows["n000"]["p50_ms"] == min(rows["n000"]["rounds_p50_ms"])
     assert [r["event"] for r in results if "event" in r].count("start") == 2  # restarted once
+
+
+def passes_were_confirmed(times: list[float], rounds: int) -> bool:
+    """`rounds` passes, and more only while the two fastest differed by over CONFIRM (at
+    most `rounds` more); it stopped once two agreed."""
+    from edgecnn.bench.calibrate import CONFIRM
+
+    def agree(ts: list[float]) -> bool:
+        return len(ts) > 1 and sorted(ts)[1] <= sorted(ts)[0] * (1 + CONFIRM)
+
+    if not rounds <= len(times) <= 2 * rounds:
+        return False
+    extra_needed = [not agree(times[:n]) for n in range(rounds, len(times))]
+    return all(extra_needed) and (agree(times) or len(times) == 2 * rounds)
+
+
+def test_passes_go_on_only_for_the_artifacts_whose_fastest_is_unconfirmed():
+    """A scripted worker (the real one's line protocol): `a` agrees within 5% in its first
+    three passes, `b` only in its fifth, `c` never (it stops at twice the passes), `d`
+    crashes the worker in the first pass and is never run again."""
+    from edgecnn.bench.calibrate import MARKER, measure_in_rounds
+
+    times = {
+        "a": [1.0, 1.03, 1.4],
+        "b": [1.0, 1.4, 1.5, 1.3, 1.04],
+        "c": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    }
+    runs: list[list[str]] = []
+
+    def run_once(skip: list[list[object]]) -> tuple[str, str, int]:
+        done = {f for f, _ in skip}
+        runs.append(sorted({"a", "b", "c", "d"} - done))
+        lines = [{"event": "start"}]
+        for f in runs[-1]:
+            lines.append({"event": "begin", "file": f, "threads": 1})
+            if f == "d":
+                return "".join(MARKER + json.dumps(x) + "\n" for x in lines), "abort", -6
+            n = sum(f in r for r in runs) - 1
+            lines.append({"file": f, "threads": 1, "p50_ms": times[f][n]})
+        lines.append({"event": "end"})
+        return "".join(MARKER + json.dumps(x) + "\n" for x in lines), "", 0
+
+    merged = {r["file"]: r for r in measure_in_rounds(run_once, 3) if "file" in r}
+    assert merged["a"]["rounds_p50_ms"] == times["a"] and merged["a"]["p50_ms"] == 1.0
+    assert merged["b"]["rounds_p50_ms"] == times["b"]
+    assert merged["c"]["rounds_p50_ms"] == times["c"]
+    assert merged["d"]["kind"] == "crash"
+    assert all(passes_were_confirmed(merged[f]["rounds_p50_ms"], 3) for f in "abc")
+    # After the crash a new worker went on with the rest of the first pass; d never ran again.
+    assert sum("d" in r for r in runs) == 1
+    assert [r for r in runs if "d" not in r][3:] == [["b", "c"], ["b", "c"], ["c"]]
 
 
 def test_the_full_corpus_keeps_the_grammar_and_adds_wide_nets_and_zoo_families():

@@ -7,6 +7,9 @@
    pass's median: on a shared or busy machine a burst of other work slows a whole pass of
    one artifact, and time-separated passes see it in one pass, not in all (timeit's rule:
    the slower repeats are interference). The passes together take about one long pass.
+   Then up to `rounds` more passes go over only the artifacts whose two fastest passes
+   still differ by more than 5%: on a 2-vCPU VM with slow spells of seconds to minutes
+   (the same file 1.3-1.4x slower), three passes were not enough for a third of them.
 3. One kernel model is fitted per (format, precision, threads) from the corpus models that
    ran (at least 90% of them; a runtime that crashes on a model is restarted after it);
    a key with fewer is left out of the profile, and the report names every failure.
@@ -42,6 +45,8 @@ from edgecnn.versions import tool_versions
 Say = Callable[[str], None]
 MIN_SHARE = 0.9  # a kernel model is fitted when at least this share of the corpus ran
 ROUND_TIMING = {"warmup_min_s": 0.05, "min_s": 0.1}  # per pass (the worker's default: 0.1 / 0.3 s)
+# Two passes within this of each other confirm an artifact's fastest; others get more passes.
+CONFIRM = 0.05
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -132,18 +137,52 @@ def run_surviving_crashes(run_once: RunOnce, max_restarts: int = 50,
 
 
 def measure_in_rounds(run_once: RunOnce, rounds: int) -> list[dict[str, Any]]:
-    """`rounds` passes of the worker; each artifact keeps its fastest pass (its passes'
-    medians in `rounds_p50_ms`). A model the runtime crashed on is not run again, and one
-    that failed in any pass stays failed."""
+    """`rounds` passes of the worker, then up to as many again over only the artifacts whose
+    two fastest passes still disagree by more than CONFIRM; each artifact keeps its fastest
+    pass (its passes' medians in `rounds_p50_ms`). A model the runtime crashed on is not
+    run again, and one that failed in any pass stays failed."""
     passes: list[list[dict[str, Any]]] = []
     crashed: list[list[Any]] = []
-    for _ in range(max(1, rounds)):
-        res = run_surviving_crashes(run_once, skip=crashed)
+    for n in range(2 * max(1, rounds)):
+        skip = crashed
+        if n >= rounds:  # a confirmation pass: everything already confirmed is skipped
+            todo = unconfirmed(passes)
+            if not todo:
+                break
+            skip = [list(k) for k in result_pairs(passes) - todo]
+        res = run_surviving_crashes(run_once, skip=skip)
         crashed += [[r["file"], r["threads"]] for r in res if r.get("kind") == "crash"]
         passes.append(res)
         if any(r.get("event") == "error" for r in res):
             break
     return merge_rounds(passes)
+
+
+def _timings(passes: list[list[dict[str, Any]]]) -> dict[tuple[str, int], list[float]]:
+    out: dict[tuple[str, int], list[float]] = {}
+    for res in passes:
+        for r in res:
+            if "file" in r and "event" not in r and "error" not in r:
+                out.setdefault((r["file"], r["threads"]), []).append(r["p50_ms"])
+    return out
+
+
+def result_pairs(passes: list[list[dict[str, Any]]]) -> set[tuple[str, int]]:
+    """Every (file, threads) with a result, failures and crashes included."""
+    return {
+        (r["file"], r["threads"]) for res in passes for r in res if "file" in r and "event" not in r
+    }
+
+
+def unconfirmed(passes: list[list[dict[str, Any]]]) -> set[tuple[str, int]]:
+    """Artifacts whose fastest pass no second pass came within CONFIRM of: the fastest may
+    itself be disturbed, or the others all were (a slow spell of the machine)."""
+    out = set()
+    for key, times in _timings(passes).items():
+        best, second = sorted(times)[:2] if len(times) > 1 else (times[0], float("inf"))
+        if second > best * (1 + CONFIRM):
+            out.add(key)
+    return out
 
 
 def merge_rounds(passes: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
