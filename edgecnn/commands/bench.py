@@ -115,7 +115,8 @@ def _calibrate(opts: dict[str, Any], as_json: bool) -> None:
 @click.option("--corpus", default="full", show_default=True, type=click.Choice(["full", "small"]),
               help="Calibration corpus (small: a quick, rough fit).")  # fmt: skip
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, 20),
-              help="Calibration passes over the corpus; each model keeps its fastest (noise guard).")  # fmt: skip
+              help="Calibration passes over the corpus, then up to as many more for the models whose two fastest "
+                   "differ by over 5%; each model keeps its fastest (noise guard).")  # fmt: skip
 @click.option(
     "--known-hosts",
     default=None,
