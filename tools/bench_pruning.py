@@ -226,6 +226,10 @@ def main() -> None:
         help="interleaved latency passes over a case's builds; each keeps its fastest",
     )
     a = ap.parse_args()
+    if a.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {a.rounds}")
+    if a.remeasure and not a.keep:
+        ap.error("--remeasure needs --keep DIR (the builds to measure again)")
     quiet_tensorflow()
     ratios = [float(r) for r in a.ratios.split(",")]
     rows: list[dict[str, Any]] = []

@@ -9,7 +9,7 @@
    the slower repeats are interference). The passes together take about one long pass.
    Then up to `rounds` more passes go over only the artifacts whose two fastest passes
    still differ by more than 5%: on a 2-vCPU VM with slow spells of seconds to minutes
-   (the same file 1.3-1.4x slower), three passes were not enough for a third of them.
+   (the same file 1.3-1.45x slower), three passes left 59% of them unconfirmed.
 3. One kernel model is fitted per (format, precision, threads) from the corpus models that
    ran (at least 90% of them; a runtime that crashes on a model is restarted after it);
    a key with fewer is left out of the profile, and the report names every failure.
