@@ -392,10 +392,12 @@ def test_cli_json_end_to_end(tmp_path: Path, trained: tuple[Path, float]) -> Non
     ]
 
 
-def test_onnx_int8_from_tflite_matches_litert_bit_for_bit(
+def test_onnx_int8_from_tflite_matches_litert_to_one_step(
     tmp_path: Path, trained: tuple[Path, float], digits28: Any
 ) -> None:
-    """The alternative route: tf2onnx.from_tflite keeps LiteRT's integer arithmetic exactly."""
+    """The alternative route: tf2onnx.from_tflite keeps LiteRT's integer arithmetic, to one
+    quantization step (bit for bit on AVX-512 machines; on an AVX2 one, 1 of 500 scores was
+    one step off: the two runtimes' requantization rounds differently there)."""
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
 
@@ -420,7 +422,10 @@ def test_onnx_int8_from_tflite_matches_litert_bit_for_bit(
     lite = it.get_tensor(it.get_output_details()[0]["index"])
     s = ort.InferenceSession(str(out / "model_int8.onnx"), providers=["CPUExecutionProvider"])
     onnx_out = s.run(None, {s.get_inputs()[0].name: x})[0]
-    np.testing.assert_array_equal(onnx_out, lite)
+    diff = np.abs(onnx_out.astype(np.int16) - lite.astype(np.int16))
+    assert diff.max() <= 1, f"scores differ by up to {diff.max()} quantization steps"
+    assert (diff > 0).mean() <= 0.01, f"{(diff > 0).mean():.1%} of the scores differ"
+    np.testing.assert_array_equal(onnx_out.argmax(axis=1), lite.argmax(axis=1))
 
 
 def test_convert_accuracy_is_the_parity_accuracy(build: tuple[Path, dict]) -> None:

@@ -180,7 +180,7 @@ def _read_plan(path: str | None) -> dict[str, float]:
     type=click.Choice(["qdq", "tflite"]),
     default="qdq",
     show_default=True,
-    help="qdq: ONNX Runtime static QDQ (fast on ORT); tflite: tf2onnx from the int8 TFLite (bit-exact with LiteRT).",
+    help="qdq: ONNX Runtime static QDQ (fast on ORT); tflite: tf2onnx from the int8 TFLite (LiteRT's arithmetic, to one quantization step).",
 )
 @click.option(
     "--edgetpu",
