@@ -119,9 +119,9 @@ def by_kind(build_dir: Path) -> dict[str, float]:
 def run_case(
     name: str, ratios: list[float], work: Path, a: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    c = dict(
-        CASES[name], importance=a.importance, **({"fine_tune": a.fine_tune} if a.fine_tune else {})
-    )
+    c = dict(CASES[name], importance=a.importance)
+    c.update({"fine_tune": a.fine_tune} if a.fine_tune else {})
+    c.update({"steps": a.steps} if a.steps else {})
     t0 = time.perf_counter()
     trained = work / name / "train"
     if (trained / "model.keras").exists():  # an earlier --keep run's model: the same start
@@ -212,6 +212,7 @@ def main() -> None:
         "--limit-train", type=int, help="fewer training images for the Fashion-MNIST cases (faster)"
     )
     ap.add_argument("--fine-tune", type=int, help="fine-tuning epochs per pruned build")
+    ap.add_argument("--steps", type=int, help="pruning steps per build (each fine-tuned)")
     ap.add_argument(
         "--keep",
         type=Path,
@@ -228,6 +229,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {a.rounds}")
+    if a.steps is not None and a.steps < 1:
+        ap.error(f"--steps must be at least 1, got {a.steps}")
     if a.remeasure and not a.keep:
         ap.error("--remeasure needs --keep DIR (the builds to measure again)")
     quiet_tensorflow()
