@@ -396,7 +396,7 @@ def test_onnx_int8_from_tflite_matches_litert_to_one_step(
     tmp_path: Path, trained: tuple[Path, float], digits28: Any
 ) -> None:
     """The alternative route: tf2onnx.from_tflite keeps LiteRT's integer arithmetic, to one
-    quantization step (bit for bit on AVX-512 machines; on an AVX2 one, 1 of 500 scores was
+    quantization step (bit for bit on two earlier hosts; on an AVX2 one, 1 of 500 scores was
     one step off: the two runtimes' requantization rounds differently there)."""
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter

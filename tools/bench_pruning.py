@@ -131,11 +131,12 @@ def run_case(
     train_s = time.perf_counter() - t0
     rows = []
     for ratio in [0.0, *ratios]:
-        out = work / name / (f"r{ratio:g}" + (f"-{a.importance}" if ratio else ""))
+        tag = (f"-{a.importance}" + (f"-s{a.steps}" if a.steps else "")) if ratio else ""
+        out = work / name / f"r{ratio:g}{tag}"  # --steps builds do not overwrite default ones
         rep = build(work / name / "train", c["data"], out, ratio, c)
         acc = {art["precision"]: art["accuracy"] for art in rep["artifacts"]}
         rows.append({"case": name, "ratio": ratio, "float_top1": acc["float32"], "int8_top1": acc["int8"],
-                     "macs": rep["after"]["macs"], "params": rep["after"]["params"], **latency(out),
+                     "steps": c["steps"] if ratio else 0, "macs": rep["after"]["macs"], "params": rep["after"]["params"], **latency(out),
                      "kinds": by_kind(out), "seconds": rep["build_seconds"], "train_seconds": train_s,
                      "base_test_accuracy": summary["test_accuracy"], "build": str(out)})  # fmt: skip
         with (work / "rows.jsonl").open("a") as f:  # what --remeasure reads back

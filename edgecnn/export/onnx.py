@@ -6,7 +6,8 @@ with `from_function` (matches Keras to ~1e-7).
 
 int8 has two routes; the default is "qdq":
 - "qdq" (default): `onnxruntime.quantization.quantize_static` on the float
-  ONNX model, QDQ format, per-channel int8 weights, int8 activations,
+  ONNX model, QDQ format, per-channel int8 weights in 7 bits (`reduce_range`:
+  ORT's int8 GEMM saturates on x86 without VNNI), int8 activations,
   calibrated on the same stratified training sample as the TFLite int8 model,
   after `quant_pre_process` (shape inference + graph fusion). It is ONNX
   Runtime's own path (ORT fuses QDQ pairs into integer kernels), its I/O
@@ -19,8 +20,8 @@ int8 has two routes; the default is "qdq":
   its sure gain is a ~0.27x file.)
 - "tflite": `tf2onnx.convert.from_tflite` on the full-int8 TFLite artifact.
   It reproduces LiteRT's integer arithmetic (not on hard-swish models such
-  as MobileNetV3): bit for bit on the AVX-512 machines measured, to one
-  quantization step on an AVX2 one (1 of 500 scores of the digits CNN), and
+  as MobileNetV3): bit for bit on two earlier hosts (one with AVX-512 VNNI),
+  to one quantization step on an AVX2 one (1 of 500 scores of the digits CNN), and
   keeps LiteRT's int8/uint8 I/O, for when host/device agreement matters more
   than speed.
 """
