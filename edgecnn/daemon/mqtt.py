@@ -65,6 +65,10 @@ class MqttPublisher:
         self._pending: set[int] = set()  # mids handed to paho, not yet sent/acknowledged
         self._early: set[int] = set()  # mids paho reported done before publish() returned
         self._lock = threading.Lock()
+        # Orders the connect announcement before any "change" from the pipeline thread:
+        # without it a change published just after `connected` is set overtook it.
+        # Held around publish(); paho never holds a lock we take here while waiting on it.
+        self._send_lock = threading.Lock()
         self.client = mqtt.Client(
             callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id or f"edgecnn-{socket.gethostname()}",
@@ -118,14 +122,15 @@ class MqttPublisher:
             return
         self.backoff.reset()
         self._arm(self.backoff.initial)
-        self.connected.set()
         log.info("MQTT: connected to %s:%d", self.host, self.port)
-        client.publish(self.status_topic, "online", qos=1, retain=True)
-        again = "reconnect" if self._ever_connected else "connect"
-        self._ever_connected = True
-        last = self._last_res
-        if last is not None:  # the current state again, marked as such (nothing changed)
-            self._send(last, again)
+        with self._send_lock:
+            self.connected.set()
+            client.publish(self.status_topic, "online", qos=1, retain=True)
+            again = "reconnect" if self._ever_connected else "connect"
+            self._ever_connected = True
+            last = self._last_res
+            if last is not None:  # the current state again, marked as such (nothing changed)
+                self._send(last, again)
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None
@@ -165,15 +170,16 @@ class MqttPublisher:
 
     def __call__(self, res: Result) -> None:
         """Pipeline listener: publish on a top-class change, or when the interval elapsed."""
-        now = time.monotonic()
-        changed = res.label != self._last_label
-        due = self.interval > 0 and now - self._last_t >= self.interval
-        if not (changed or due):
-            return
-        self._last_label = res.label
-        self._last_t = now
-        self._last_res = res
-        self._send(res, "change" if changed else "interval")
+        with self._send_lock:
+            now = time.monotonic()
+            changed = res.label != self._last_label
+            due = self.interval > 0 and now - self._last_t >= self.interval
+            if not (changed or due):
+                return
+            self._last_label = res.label
+            self._last_t = now
+            self._last_res = res
+            self._send(res, "change" if changed else "interval")
 
     def _send(self, res: Result, reason: str) -> None:
         import paho.mqtt.client as mqtt
