@@ -275,15 +275,17 @@ def test_convert_uses_it_and_records_the_plan(digits_cnn, tmp_path):
     out = tmp_path / "b"
     r = run_cli("convert", str(digits_cnn), "--data", "digits", "--out", str(out), "--prune-filters", "0.5",
                 "--prune-plan", str(plan), "--prune-steps", "2", "--fine-tune-epochs", "1", "--formats", "tflite",
+                "--prune-distill", "0.5",
                 "--precision", "int8", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((out / "manifest.json").read_text())
     steps = m["model"]["optimization"]["pruning"]
     assert len(steps) == 2 and steps[0]["per_layer"] and steps[0]["multiple"] == 8
     assert all("val_accuracy_after_finetune" in s for s in steps)
+    assert m["model"]["optimization"]["distill"] == 0.5
     import keras
 
-    thin = keras.saving.load_model(out / "model.keras")
+    thin = keras.saving.load_model(out / "model.keras")  # saved without the distillation loss
     assert (
         thin.get_layer("conv2").filters < thin.get_layer("conv1").filters * 2
     )  # conv2 went further
@@ -302,6 +304,29 @@ def test_convert_uses_it_and_records_the_plan(digits_cnn, tmp_path):
     bad = run_cli("convert", str(digits_cnn), "--data", "digits", "--out", str(tmp_path / "d"), "--prune-filters", "0.5",
                   "--prune-plan", str(plan))  # fmt: skip
     assert bad.returncode == 2 and "nope" in bad.stderr and not (tmp_path / "d").exists()
+
+
+def test_distillation_loss_is_cross_entropy_plus_the_teachers_kl():
+    import keras
+
+    from edgecnn.optimize.distill import distillation_loss, packed_targets
+
+    rng = np.random.default_rng(0)
+    student = rng.dirichlet(np.ones(5), 8).astype(np.float32)
+    teacher = rng.dirichlet(np.ones(5), 8).astype(np.float32)
+    y = rng.integers(0, 5, 8)
+    packed = packed_targets(y, teacher)
+
+    def mean_loss(alpha: float, target: np.ndarray) -> float:
+        loss = distillation_loss(5, alpha, 4.0, from_logits=False)
+        return float(keras.ops.mean(loss(packed_targets(y, target), student)))
+
+    ce = float(-np.log(student[np.arange(8), y]).mean())
+    assert mean_loss(0.0, teacher) == pytest.approx(ce, rel=1e-5)  # labels only
+    assert mean_loss(1.0, student) == pytest.approx(0.0, abs=1e-5)  # the student is the teacher
+    assert mean_loss(1.0, teacher) > 1e-3 and packed.shape == (8, 10)
+    bad = run_cli("convert", "m.keras", "--data", "digits", "--out", "o", "--prune-distill", "1.5")
+    assert bad.returncode == 2 and "distillation weight must be in [0, 1]" in bad.stderr
 
 
 def test_sensitivity_scan_table_and_plot(digits_cnn, tmp_path):

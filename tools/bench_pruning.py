@@ -62,7 +62,7 @@ def build(train_dir: Path, data: str, out: Path, ratio: float, c: dict[str, Any]
 
     kw = (
         {"prune_filters": ratio, "fine_tune_epochs": c["fine_tune"], "prune_steps": c["steps"],
-         "prune_importance": c["importance"]}
+         "prune_importance": c["importance"], "prune_distill": c["distill"]}
         if ratio
         else {}
     )  # fmt: skip
@@ -122,6 +122,7 @@ def run_case(
     c = dict(CASES[name], importance=a.importance)
     c.update({"fine_tune": a.fine_tune} if a.fine_tune else {})
     c.update({"steps": a.steps} if a.steps else {})
+    c["distill"] = a.distill
     t0 = time.perf_counter()
     trained = work / name / "train"
     if (trained / "model.keras").exists():  # an earlier --keep run's model: the same start
@@ -131,12 +132,14 @@ def run_case(
     train_s = time.perf_counter() - t0
     rows = []
     for ratio in [0.0, *ratios]:
-        tag = (f"-{a.importance}" + (f"-s{a.steps}" if a.steps else "")) if ratio else ""
-        out = work / name / f"r{ratio:g}{tag}"  # --steps builds do not overwrite default ones
+        # --steps/--distill builds are named apart, so they do not overwrite the default ones
+        tag = f"-{a.importance}" + (f"-s{a.steps}" if a.steps else "")
+        tag += f"-kd{a.distill:g}" if a.distill else ""
+        out = work / name / f"r{ratio:g}{tag if ratio else ''}"
         rep = build(work / name / "train", c["data"], out, ratio, c)
         acc = {art["precision"]: art["accuracy"] for art in rep["artifacts"]}
         rows.append({"case": name, "ratio": ratio, "float_top1": acc["float32"], "int8_top1": acc["int8"],
-                     "steps": c["steps"] if ratio else 0, "macs": rep["after"]["macs"], "params": rep["after"]["params"], **latency(out),
+                     "steps": c["steps"] if ratio else 0, "distill": c["distill"] if ratio else 0, "macs": rep["after"]["macs"], "params": rep["after"]["params"], **latency(out),
                      "kinds": by_kind(out), "seconds": rep["build_seconds"], "train_seconds": train_s,
                      "base_test_accuracy": summary["test_accuracy"], "build": str(out)})  # fmt: skip
         with (work / "rows.jsonl").open("a") as f:  # what --remeasure reads back
@@ -215,6 +218,12 @@ def main() -> None:
     ap.add_argument("--fine-tune", type=int, help="fine-tuning epochs per pruned build")
     ap.add_argument("--steps", type=int, help="pruning steps per build (each fine-tuned)")
     ap.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        help="weight of the unpruned model's soft targets while fine-tuning (0: labels only)",
+    )
+    ap.add_argument(
         "--keep",
         type=Path,
         help="keep the builds (and rows.jsonl) here; a model trained there before is reused",
@@ -232,6 +241,8 @@ def main() -> None:
         ap.error(f"--rounds must be at least 1, got {a.rounds}")
     if a.steps is not None and a.steps < 1:
         ap.error(f"--steps must be at least 1, got {a.steps}")
+    if not 0 <= a.distill <= 1:
+        ap.error(f"--distill must be in [0, 1], got {a.distill}")
     if a.remeasure and not a.keep:
         ap.error("--remeasure needs --keep DIR (the builds to measure again)")
     quiet_tensorflow()

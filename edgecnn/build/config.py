@@ -26,6 +26,7 @@ class BuildConfig:
     filter_multiple: int = 8  # kept channels are a multiple of this
     prune_importance: str = BUILD_IMPORTANCE
     prune_steps: int = 1  # prune, fine-tune, repeat
+    prune_distill: float = 0.0  # weight of the unpruned model's soft targets in fine-tuning
     prune_plan: dict[str, float] = field(default_factory=dict)  # layer -> its group's ratio
     fine_tune_epochs: int = 3
     precisions: list[str] = field(default_factory=lambda: list(DEFAULT_PRECISIONS))
@@ -60,6 +61,8 @@ class BuildConfig:
             )
         if self.prune_steps < 1:
             raise BadInput(f"pruning steps must be >= 1, got {self.prune_steps}")
+        if not 0.0 <= self.prune_distill <= 1.0:
+            raise BadInput(f"distillation weight must be in [0, 1], got {self.prune_distill}")
         for layer, r in self.prune_plan.items():
             check_sparsity(r, f"pruning ratio of {layer}")
         if self.fine_tune_epochs < 0:
@@ -86,7 +89,8 @@ class BuildConfig:
         return cls(
             prune=c.get("prune"), prune_filters=c.get("prune_filters"),
             filter_multiple=int(c.get("filter_multiple", 8)), prune_importance=c.get("prune_importance", BUILD_IMPORTANCE),
-            prune_steps=int(c.get("prune_steps", 1)), prune_plan=dict(c.get("prune_plan") or {}),
+            prune_steps=int(c.get("prune_steps", 1)), prune_distill=float(c.get("prune_distill", 0.0)),
+            prune_plan=dict(c.get("prune_plan") or {}),
             fine_tune_epochs=int(c.get("fine_tune_epochs", 2)),
             precisions=list(c.get("precision", DEFAULT_PRECISIONS)),
             formats=list(c.get("formats", DEFAULT_FORMATS)),

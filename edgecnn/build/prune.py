@@ -49,15 +49,14 @@ def _filters(
 
     epochs = cfg.fine_tune_epochs if not cfg.prune else 0
     importance = resolve_importance(cfg.prune_importance, model)
-    ft = FineTune(
-        ds.x_train, ds.y_train, _validation(ds), epochs, cfg.learning_rate, cfg.batch_size
-    )
+    ft = FineTune(ds.x_train, ds.y_train, _validation(ds), epochs, cfg.learning_rate,
+                  cfg.batch_size, distill=cfg.prune_distill)  # fmt: skip
     thin, steps = prune_iteratively(
         model, cfg.prune_filters or 0.0, ft, steps=cfg.prune_steps, multiple=cfg.filter_multiple,
         importance=importance, per_layer=cfg.prune_plan, say=say,
     )  # fmt: skip
     report = {"fraction": cfg.prune_filters, "multiple": cfg.filter_multiple, "importance": importance,
-              "steps": steps, "pruned_layers": _channel_counts(thin), "skipped_layers": steps[0]["left_alone"]}  # fmt: skip
+              "distill": cfg.prune_distill, "steps": steps, "pruned_layers": _channel_counts(thin), "skipped_layers": steps[0]["left_alone"]}  # fmt: skip
     report["accuracy_after_finetune" if epochs else "accuracy_before_finetune"] = keras_accuracy(
         thin, x_eval, y_eval
     )

@@ -51,6 +51,7 @@ def record_build(
         "filter_multiple": cfg.filter_multiple if cfg.prune_filters else None,
         "pruning": pruning_plan,
         "fine_tune_epochs": cfg.fine_tune_epochs if cfg.prunes else 0,
+        "distill": cfg.prune_distill if cfg.prunes else 0.0,
         "calibration": {
             "samples": int(len(data.calib)),
             "split": "train",

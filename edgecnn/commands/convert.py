@@ -139,6 +139,14 @@ def _read_plan(path: str | None) -> dict[str, float]:
     help="Prune, fine-tune, repeat this many times.",
 )
 @click.option(
+    "--prune-distill",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Weight in [0, 1] of the unpruned model's soft targets while fine-tuning "
+    "(knowledge distillation; 0: labels only).",
+)
+@click.option(
     "--prune-plan",
     type=click.Path(dir_okay=False),
     default=None,
@@ -207,6 +215,7 @@ def command(
     filter_multiple: int,
     prune_importance: str,
     prune_steps: int,
+    prune_distill: float,
     prune_plan: str | None,
     fine_tune_epochs: int,
     precisions: str,
@@ -240,7 +249,8 @@ def command(
 
     cfg = BuildConfig(
         prune=prune, prune_filters=prune_filters, filter_multiple=filter_multiple,
-        prune_importance=prune_importance, prune_steps=prune_steps, prune_plan=_read_plan(prune_plan),
+        prune_importance=prune_importance, prune_steps=prune_steps, prune_distill=prune_distill,
+        prune_plan=_read_plan(prune_plan),
         fine_tune_epochs=fine_tune_epochs, precisions=precisions, formats=formats,
         calib_samples=calib_samples, io_dtype=io_dtype, edgetpu=edgetpu, onnx_int8=onnx_int8,
         eval_samples=eval_samples, seed=seed,

@@ -26,7 +26,7 @@ the pruned net starts close to the original instead of from a broken one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -476,6 +476,45 @@ class FineTune:
     epochs: int = 3
     learning_rate: float = 1e-3
     batch_size: int = 64
+    distill: float = 0.0  # weight of the unpruned model's soft targets (0: labels only)
+    temperature: float = 4.0
+    soft: np.ndarray | None = None  # the teacher's probabilities on x (set by prune_iteratively)
+    val_soft: np.ndarray | None = None
+
+
+def with_teacher(ft: FineTune, teacher: Any) -> FineTune:
+    """The unpruned model's probabilities on the fine-tuning (and validation) images."""
+    from edgecnn.optimize.distill import teacher_probabilities
+    from edgecnn.optimize.prune import outputs_probabilities
+
+    if ft.distill <= 0 or ft.epochs <= 0:
+        return ft
+    logits = not outputs_probabilities(teacher)
+    val_soft = teacher_probabilities(teacher, ft.val[0], logits) if ft.val is not None else None
+    return replace(ft, soft=teacher_probabilities(teacher, ft.x, logits), val_soft=val_soft)
+
+
+def _compile(model: Any, ft: FineTune) -> None:
+    from edgecnn.optimize.distill import compile_for_distillation
+    from edgecnn.optimize.prune import compile_for_finetune, outputs_probabilities
+
+    if ft.soft is None:
+        compile_for_finetune(model, ft.learning_rate)
+        return
+    compile_for_distillation(model, ft.learning_rate, ft.soft.shape[1], ft.distill,
+                             ft.temperature, not outputs_probabilities(model))  # fmt: skip
+
+
+def _targets(ft: FineTune) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    from edgecnn.optimize.distill import packed_targets
+
+    val = ft.val if ft.val is not None and len(ft.val[1]) else None
+    if ft.soft is None:
+        return ft.y, None if val is None else (val[0].astype(np.float32), val[1])
+    val_packed = None
+    if val is not None and ft.val_soft is not None:
+        val_packed = (val[0].astype(np.float32), packed_targets(val[1], ft.val_soft))
+    return packed_targets(ft.y, ft.soft), val_packed
 
 
 def fine_tune(model: Any, ft: FineTune) -> float | None:
@@ -485,13 +524,13 @@ def fine_tune(model: Any, ft: FineTune) -> float | None:
     for layer in model.layers:
         if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense", "SeparableConv2D"):
             layer.trainable = True
-    compile_for_finetune(model, ft.learning_rate)
+    _compile(model, ft)
     best = _best_weights_callback()
-    val = (
-        (ft.val[0].astype(np.float32), ft.val[1]) if ft.val is not None and len(ft.val[1]) else None
-    )
-    model.fit(ft.x.astype(np.float32), ft.y, epochs=ft.epochs, batch_size=ft.batch_size,
+    y, val = _targets(ft)
+    model.fit(ft.x.astype(np.float32), y, epochs=ft.epochs, batch_size=ft.batch_size,
               validation_data=val, callbacks=[best], verbose=0)  # fmt: skip
+    if ft.soft is not None:  # a plain compile state: the saved model needs no custom loss
+        compile_for_finetune(model, ft.learning_rate)
     return best.best if best.best >= 0 else None
 
 
@@ -510,6 +549,8 @@ def prune_iteratively(
         for k, v in (per_layer or {}).items()
     }
     calib = (ft.x[:128].astype(np.float32), ft.y[:128]) if ft is not None else None
+    if ft is not None:
+        ft = with_teacher(ft, model)
     current, history = model, []
     for step in range(1, steps + 1):
         if say:

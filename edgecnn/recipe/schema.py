@@ -69,6 +69,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "filter_multiple": ((int,), 8),
         "prune_importance": ((str,), "auto"),
         "prune_steps": ((int,), 1),
+        "prune_distill": (_NUM, 0.0),
         "prune_plan": ((dict,), None),
         "fine_tune_epochs": ((int,), 2),
         "calib_samples": ((int,), 200),
