@@ -132,9 +132,10 @@ def run_case(
     train_s = time.perf_counter() - t0
     rows = []
     for ratio in [0.0, *ratios]:
-        # --steps/--distill builds are named apart, so they do not overwrite the default ones
+        # --steps/--distill/--fine-tune builds are named apart, so they do not overwrite the default ones
         tag = f"-{a.importance}" + (f"-s{a.steps}" if a.steps else "")
         tag += f"-kd{a.distill:g}" if a.distill else ""
+        tag += f"-ft{a.fine_tune}" if a.fine_tune else ""
         out = work / name / f"r{ratio:g}{tag if ratio else ''}"
         rep = build(work / name / "train", c["data"], out, ratio, c)
         acc = {art["precision"]: art["accuracy"] for art in rep["artifacts"]}
